@@ -1,0 +1,47 @@
+# The two commands a newcomer runs (see README): `make demo` and `make test`.
+# Each creates the virtualenv (.venv) with the pinned install if it is missing or stale.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXTRAS ?= dev,train
+NB_WORKERS ?= 2
+TEST_FLAGS ?=
+
+.PHONY: demo test test-slow sync check-sync bench venv clean-venv
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+demo: $(STAMP)          ## main job end to end on the embedded default -> report/
+	$(BIN)/rtb-dcn demo
+
+test: $(STAMP)          ## quick suite: notebooks (nbdev-test) + pytest
+	cd nbs && ../$(BIN)/nbdev-test --n_workers $(NB_WORKERS) $(if $(TEST_FLAGS),--flags "$(TEST_FLAGS)")
+	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)
+
+test-slow: TEST_FLAGS = slow
+test-slow: test         ## also the cells/tests flagged slow
+
+sync: $(STAMP)          ## clean notebooks, export the package, render README.md
+	$(BIN)/nbdev-clean
+	$(BIN)/nbdev-export
+	$(BIN)/python tools/render_readme.py
+
+check-sync: sync        ## fail if notebooks were not clean / package or README not in sync (CI)
+	@if [ -n "$$(git status --porcelain -- nbs rtb_dcn README.md)" ]; then \
+	  echo "notebooks and library are not in sync (or notebooks not clean): run 'make sync' and commit:"; \
+	  git status --short -- nbs rtb_dcn README.md; exit 1; fi
+	@echo "check-sync: notebooks clean, rtb_dcn/ and README.md in sync"
+
+bench: $(STAMP)         ## benchmarks -> report/benchmarks/*.json
+	$(BIN)/python bench/bench_data.py
+	$(BIN)/python bench/bench_features.py
+
+clean-venv:
+	rm -rf $(VENV)
