@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= dev,train
 NB_WORKERS ?= 2
 TEST_FLAGS ?=
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: demo test test-slow sync check-sync bench venv clean-venv
 
