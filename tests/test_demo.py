@@ -17,6 +17,15 @@ def test_demo_quick_writes_report(tmp_path):
     assert {s["format"] for s in syn} == {"criteo", "ipinyou"}
     for s in syn:  # the planted crosses matter: the oracle beats a first-order LR
         assert float(s["oracle_logloss"]) < float(s["lr_first_order_logloss"])
+    # training: DCN and LR trained, exported, compared with the oracle; the iPinYou model handed to the replay
+    q = {r["model"]: r for r in csv.DictReader(open(tmp_path / "train_report" / "criteo_quality.csv"))}
+    assert set(q) == {"LR_default", "DCN_default", "oracle (true pCTR)"}
+    assert float(q["oracle (true pCTR)"]["logloss"]) < float(q["DCN_default"]["logloss"])
+    # auction replay: campaign 1458 strategies and the DCN-driven bidder against the oracle bidder
+    auc = list(csv.DictReader(open(tmp_path / "offline_eval" / "auction_1458.csv")))
+    assert {"lin", "ortb1"} <= {a["strategy"] for a in auc}
+    dcn = list(csv.DictReader(open(tmp_path / "offline_eval" / "dcn_vs_oracle.csv")))
+    assert dcn and all(0 <= float(d["share_of_oracle_clicks"]) for d in dcn)
 
 
 def test_demo_unknown_runbook_is_one_line(tmp_path):
