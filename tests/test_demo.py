@@ -4,7 +4,8 @@ from conftest import run_cli
 
 
 def test_demo_quick_writes_report(tmp_path):
-    r = run_cli("demo", "--quick", "--report-dir", tmp_path, timeout=900)
+    env = {"RTB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "RTB_DATA_DIR": str(tmp_path / "data")}
+    r = run_cli("demo", "--quick", "--report-dir", tmp_path, timeout=1200, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "runbook(s) executed" in r.stdout
     out = tmp_path / "data_summary"
