@@ -23,7 +23,7 @@ demo: $(STAMP)          ## main job end to end on the embedded default -> report
 	$(BIN)/rtb-dcn demo
 
 test: $(STAMP)          ## quick suite: notebooks (nbdev-test) + pytest
-	cd nbs && ../$(BIN)/nbdev-test --n_workers $(NB_WORKERS) $(if $(TEST_FLAGS),--flags "$(TEST_FLAGS)")
+	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) $(if $(TEST_FLAGS),--flags "$(TEST_FLAGS)")
 	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)
 
 test-slow: TEST_FLAGS = slow

@@ -1,0 +1,190 @@
+"""`rtb-dcn model-server` as a real subprocess on 127.0.0.1: KServe v2 health/metadata/infer over HTTP, the same
+pCTR as in-process ONNX Runtime through `KServeScorer`, 400 for malformed bodies, 404 for unknown models, a clean
+one-line error for a broken run folder, and a scorer that fails fast once the server is gone."""
+import json, os, signal, socket, subprocess, sys, time
+import numpy as np
+import pytest
+from conftest import ROOT, BIN
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, samples):
+    "A tiny exported Criteo run (FeatureSpec on the sample, small DCN, SavedModel + ONNX)."
+    pytest.importorskip("tensorflow")
+    import keras
+    from rtb_dcn.data import read_dataset, SCHEMAS
+    from rtb_dcn.export import export_run
+    from rtb_dcn.features import FeatureSpec
+    from rtb_dcn.models import build_model
+    df = read_dataset(samples / "criteo" / "criteo_sample.txt", "criteo")
+    spec = FeatureSpec.fit(df, SCHEMAS["criteo"], fmt="criteo")
+    keras.utils.set_random_seed(0)
+    model = build_model("dcn", [f.cardinality for f in spec.cat_fields], len(spec.dense_fields),
+                        structure="stacked", hidden_units=[16], num_cross_layers=2, embedding_dim=4)
+    run = tmp_path_factory.mktemp("runs") / "criteo_tiny"
+    run.mkdir()
+    model.save(run / "model.keras")
+    spec.save(run)
+    export_run(run, parity_rows=500)
+    return run
+
+
+def _cmd(*args) -> list[str]:
+    "`rtb-dcn model-server ARGS` (through the dispatcher with the command added, until cli.py registers it)."
+    from rtb_dcn.cli import COMMANDS
+    if "model-server" in COMMANDS: return [str(BIN / "rtb-dcn"), "model-server", *map(str, args)]
+    boot = ("import sys; from rtb_dcn import cli; cli.COMMANDS['model-server'] = ('rtb_dcn.scoring', 'model_server_cli', ''); "
+            "sys.exit(cli.run_command(sys.argv[1:]))")
+    return [sys.executable, "-c", boot, "model-server", *map(str, args)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    "`rtb-dcn model-server` on a free port; yields its base URL; terminated afterwards."
+    port = _free_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(_cmd("--run", run_dir, "--host", "127.0.0.1", "--port", port, "--max-wait-ms", 1),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"model-server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=0.5).status_code == 200: break
+            except httpx.HTTPError: pass
+            if time.monotonic() - t0 > 30: pytest.fail("model-server not ready within 30 s")
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try: proc.wait(10)
+            except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def batch(run_dir):
+    from rtb_dcn.export import parity_inputs
+    from rtb_dcn.features import FeatureSpec
+    ids, dense, _ = parity_inputs(FeatureSpec.load(run_dir), rows=300, seed=3)
+    return ids, dense
+
+
+def test_health_and_metadata(server):
+    url, proc = server
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/criteo_tiny/ready", "/v2"):
+        assert httpx.get(url + path).status_code == 200, path
+    meta = httpx.get(f"{url}/v2/models/criteo_tiny").json()
+    assert meta["name"] == "criteo_tiny" and meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"] == [{"name": "cat_ids", "datatype": "INT64", "shape": [-1, 26]},
+                              {"name": "dense", "datatype": "FP32", "shape": [-1, 13]}]
+    assert meta["outputs"] == [{"name": "pctr", "datatype": "FP32", "shape": [-1, 1]}]
+
+
+def test_kserve_scorer_matches_in_process_onnx(server, run_dir, batch):
+    from rtb_dcn.scoring import KServeScorer, OnnxScorer, MicroBatcher, make_scorer
+    import asyncio
+    url, _ = server
+    ids, dense = batch
+    local = OnnxScorer(run_dir).score(ids, dense)
+    remote = make_scorer("kserve", run_dir, url=url, timeout_s=5)
+    assert isinstance(remote, KServeScorer) and remote.ready()
+    np.testing.assert_array_equal(remote.score(ids, dense), local)                  # one request of 300 rows
+    singles = np.concatenate([remote.score(ids[i], dense[i]) for i in range(20)])  # keep-alive single rows
+    np.testing.assert_allclose(singles, local[:20], atol=1e-6)
+
+    async def fan_out():
+        mb = MicroBatcher(remote, max_batch=16, max_wait_ms=2, max_inflight=4)
+        try: return await asyncio.gather(*(mb.score(ids[i], dense[i]) for i in range(64))), mb.stats()
+        finally: mb.close()
+    res, st = asyncio.run(fan_out())
+    np.testing.assert_allclose(np.concatenate(res), local[:64], atol=1e-6)
+    assert st["requests"] == 64 and st["batches"] < 64
+    remote.close()
+
+
+def test_malformed_bodies_get_400_naming_the_field(server, batch):
+    from rtb_dcn.scoring import kserve_request
+    url, _ = server
+    ids, dense = batch
+    infer = f"{url}/v2/models/criteo_tiny/infer"
+    good = kserve_request(ids[:2], dense[:2])
+
+    def changed(i, **kv):
+        b = json.loads(json.dumps(good))
+        b["inputs"][i].update(kv)
+        return b
+    cases = [
+        (b"{not json", "body: not valid JSON"),
+        (json.dumps({"inputs": []}).encode(), "inputs: []"),
+        (json.dumps(changed(0, name="ids")).encode(), "inputs[0].name: 'ids' is not an input"),
+        (json.dumps(changed(0, datatype="FP32")).encode(), "inputs[0].datatype: 'FP32' is invalid for cat_ids; expected INT64"),
+        (json.dumps(changed(1, shape=[2, 12])).encode(), "inputs[1].shape: [2, 12] is invalid for dense; expected [n, 13]"),
+        (json.dumps(changed(1, data=[0.5] * 3)).encode(), "inputs[1].data: 3 values for shape [2, 13]; expected 26 numbers"),
+        (json.dumps(changed(0, data=["a"] * 52)).encode(), "inputs[0].data: non-numeric values"),
+        (json.dumps(changed(0, data=[-1] * 52)).encode(), "cat_ids.data: id -1 at row 0, column 0 is outside"),
+        (json.dumps({"inputs": good["inputs"][1:]}).encode(), "inputs: cat_ids is missing"),
+        (json.dumps({**good, "outputs": [{"name": "logits"}]}).encode(), "outputs:"),
+    ]
+    for body, msg in cases:
+        r = httpx.post(infer, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (msg, r.status_code, r.text)
+        assert msg in r.json()["error"], (msg, r.text)
+        assert "Traceback" not in r.text
+
+
+def test_unknown_model_is_404(server, batch):
+    from rtb_dcn.scoring import kserve_request, KServeScorer, ScorerError
+    url, _ = server
+    ids, dense = batch
+    r = httpx.post(f"{url}/v2/models/nope/infer", json=kserve_request(ids[:1], dense[:1]))
+    assert r.status_code == 404 and r.json() == {"error": "model 'nope' is not served here; expected 'criteo_tiny'"}
+    assert httpx.get(f"{url}/v2/models/nope").status_code == 404
+    assert httpx.post(f"{url}/v2/models/criteo_tiny/versions/0/infer", json=kserve_request(ids[:1], dense[:1])).status_code == 404
+    with pytest.raises(ScorerError, match="HTTP 404"):
+        KServeScorer(url, "nope", timeout_s=5).score(ids[:1], dense[:1])
+
+
+def test_broken_run_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run(_cmd("--run", tmp_path / "empty", "--port", _free_port()), capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert r.returncode == 2, r.stderr
+    assert "model.onnx is missing; expected an exported run folder" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_scorer_fails_fast_once_the_server_is_gone(run_dir, batch):
+    "A server stopped between calls: the pooled connection and fresh connects both end in a quick ScorerError."
+    from rtb_dcn.scoring import KServeScorer, ScorerError
+    ids, dense = batch
+    port = _free_port()
+    proc = subprocess.Popen(_cmd("--run", run_dir, "--port", port),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        ks = KServeScorer(f"http://127.0.0.1:{port}", "criteo_tiny", timeout_s=0.5)
+        t0 = time.monotonic()
+        while not ks.ready():
+            assert proc.poll() is None and time.monotonic() - t0 < 30
+            time.sleep(0.1)
+        assert ks.score(ids[:2], dense[:2]).shape == (2,)
+    finally:
+        proc.send_signal(signal.SIGTERM); proc.wait(10)
+    for _ in range(2):
+        t0 = time.monotonic()
+        with pytest.raises(ScorerError) as e:
+            ks.score(ids[:2], dense[:2])
+        assert e.value.reason in ("unavailable", "timeout")
+        assert time.monotonic() - t0 < 1.5
