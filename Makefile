@@ -3,7 +3,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# the install stamp is keyed by pyproject.toml's content (nbdev-export rewrites the file, changing its mtime)
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 EXTRAS ?= dev,train
 NB_WORKERS ?= 2
 TEST_FLAGS ?=
@@ -12,12 +13,12 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: demo test test-slow sync check-sync bench venv clean-venv
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-	@touch $@
+	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)          ## main job end to end on the embedded default -> report/
 	$(BIN)/rtb-dcn demo

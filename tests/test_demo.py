@@ -22,6 +22,11 @@ def test_demo_quick_writes_report(tmp_path):
     q = {r["model"]: r for r in csv.DictReader(open(tmp_path / "train_report" / "criteo_quality.csv"))}
     assert set(q) == {"LR_default", "DCN_default", "oracle (true pCTR)"}
     assert float(q["oracle (true pCTR)"]["logloss"]) < float(q["DCN_default"]["logloss"])
+    # serving: the router answers replayed OpenRTB requests in-process, no 5xx, some bids, win notices counted
+    for f in ("status.csv", "wins.csv", "responses.csv", "distributions.png"):
+        assert (tmp_path / "serve_report" / f).stat().st_size > 0, f
+    resp = list(csv.DictReader(open(tmp_path / "serve_report" / "responses.csv")))
+    assert resp and all(r["status"] in ("200", "204") for r in resp) and any(r["status"] == "200" for r in resp)
     # auction replay: campaign 1458 strategies and the DCN-driven bidder against the oracle bidder
     auc = list(csv.DictReader(open(tmp_path / "offline_eval" / "auction_1458.csv")))
     assert {"lin", "ortb1"} <= {a["strategy"] for a in auc}

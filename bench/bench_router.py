@@ -1,0 +1,444 @@
+"""Router latency/throughput benchmark -> report/latency_throughput/router.json (+ router_steps.csv, router.png).
+
+    .venv/bin/python bench/bench_router.py                 # the full run (~5-8 minutes on 2 cores)
+    .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only ort,bare   # a smoke run
+
+Every server is a real subprocess on a free 127.0.0.1 port (`rtb-dcn serve ...`, `rtb-dcn model-server ...`, and a
+bare FastAPI JSON endpoint served by uvicorn the same way), started one at a time and killed afterwards.
+
+Load generator: open loop, asyncio (a minimal HTTP/1.1 keep-alive client, see RawClient), on the SAME 2-core machine as the server. Send times follow a fixed-rate
+schedule (request i is due at t0 + i/QPS, whatever the earlier answers did); the client latency of a request is
+measured from its *scheduled* send time, so generator lag and server queueing both count (no coordinated omission).
+Server-side p50/p90/p99 come from the router's own Prometheus histogram `rtb_stage_seconds{stage="total"}`
+(handler start -> answer ready): /metrics is scraped before and after each step and the bucket counts differenced,
+quantiles interpolated within buckets like PromQL's histogram_quantile. The generator's own CPU use is recorded per
+step (it competes with the server for the same 2 cores), as is the load average (the machine may be shared).
+"""
+from __future__ import annotations
+import argparse, asyncio, csv, json, os, platform, re, shlex, shutil, signal, subprocess, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+OUT = Path(os.environ.get('RTB_BENCH_OUT', ROOT / 'report' / 'latency_throughput'))
+P99_GOAL_S = 0.010
+
+
+def log(*a): print(*a, file=sys.stderr, flush=True)
+
+
+def command() -> str:
+    exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    return ' '.join(shlex.quote(a) for a in [exe, os.path.relpath(os.path.abspath(sys.argv[0]), ROOT), *sys.argv[1:]])
+
+
+# ---------------------------------------------------------------------------------------------- the bare endpoint
+def bare_app():
+    "The baseline: a FastAPI JSON endpoint that parses the same body and answers a small JSON object."
+    from fastapi import FastAPI, Body
+    app = FastAPI()
+    @app.get('/healthz')
+    async def healthz(): return {'status': 'ok'}
+    @app.post('/openrtb2/bid')
+    async def bid(body: dict = Body(...)): return {'id': body.get('id'), 'seatbid': []}
+    return app
+
+
+# ---------------------------------------------------------------------------------------------- servers
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+class Proc:
+    "A server subprocess on 127.0.0.1:port, waited for until `ready_path` answers 200; killed by stop()."
+    def __init__(self, name: str, argv: list[str], port: int, ready_path: str, tmp: Path, env: dict | None = None, timeout=120):
+        import httpx
+        self.name, self.port, self.url = name, port, f'http://127.0.0.1:{port}'
+        self.logf = open(tmp / f'{name}-{port}.log', 'w')
+        e = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', **(env or {})}
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=e, stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+        t0 = time.time()
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'{name} exited: {Path(self.logf.name).read_text()[-2000:]}')
+            try:
+                if httpx.get(self.url + ready_path, timeout=1).status_code == 200: break
+            except httpx.HTTPError: pass
+            if time.time() - t0 > timeout: self.stop(); raise RuntimeError(f'{name} did not start in {timeout}s')
+            time.sleep(0.2)
+        self.start_s = time.time() - t0
+    def cpu_s(self) -> float:
+        "User+system CPU seconds of the server process so far."
+        try:
+            f = Path(f'/proc/{self.proc.pid}/stat').read_text().rsplit(')', 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
+        except (FileNotFoundError, IndexError): return float('nan')
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try: self.proc.wait(10)
+            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+        self.logf.close()
+
+
+def router(name, run: Path, tmp: Path, features: Path | None, *extra, env=None) -> Proc:
+    port = free_port()
+    argv = [str(BIN / 'rtb-dcn'), 'serve', '--run', str(run), '--host', '127.0.0.1', '--port', str(port),
+            '--bid-log', str(tmp / f'bids-{name}.jsonl'), *extra]
+    if features is not None: argv += ['--features', str(features)]
+    return Proc(name, argv, port, '/readyz', tmp, env)
+
+
+def bare(tmp: Path) -> Proc:
+    port = free_port()
+    argv = [sys.executable, str(Path(__file__).resolve()), '--serve-bare', str(port)]
+    return Proc('bare', argv, port, '/healthz', tmp)
+
+
+def model_server(run: Path, tmp: Path) -> Proc:
+    port = free_port()
+    return Proc('model-server', [str(BIN / 'rtb-dcn'), 'model-server', '--run', str(run), '--host', '127.0.0.1', '--port', str(port)],
+                port, '/v2/health/ready', tmp)
+
+
+# ---------------------------------------------------------------------------------------------- server histograms
+_LINE = re.compile(r'^([a-zA-Z_:]+)(\{.*\})? ([0-9.eE+-]+|NaN|\+Inf)$')
+
+def scrape(url: str) -> dict:
+    "{'buckets': {le: count} of rtb_stage_seconds{stage=total}, 'no_bids': {reason: n}, 'errors': n, 'requests': n}."
+    import httpx
+    out = {'buckets': {}, 'stages': {}, 'no_bids': {}, 'errors': 0.0, 'requests': 0.0, 'bids': 0.0}
+    try: text = httpx.get(url + '/metrics', timeout=5).text
+    except httpx.HTTPError: return out
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if not m: continue
+        name, lab, v = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or '')), float(m.group(3))
+        if name == 'rtb_stage_seconds_bucket':
+            out['stages'].setdefault(lab['stage'], {})[float(lab['le'])] = v
+            if lab['stage'] == 'total': out['buckets'][float(lab['le'])] = v
+        elif name == 'rtb_no_bids_total': out['no_bids'][lab['reason']] = out['no_bids'].get(lab['reason'], 0) + v
+        elif name == 'rtb_errors_total': out['errors'] += v
+        elif name == 'rtb_requests_total': out['requests'] += v
+        elif name == 'rtb_bids_total': out['bids'] += v
+    return out
+
+
+def hist_quantiles(before: dict, after: dict, qs=(0.5, 0.9, 0.99)) -> dict:
+    "Quantiles of the observations between two scrapes of a cumulative Prometheus histogram (histogram_quantile)."
+    les = sorted(after['buckets'])
+    if not les: return {}
+    cum = np.array([after['buckets'][le] - before['buckets'].get(le, 0.0) for le in les])
+    n = cum[-1]
+    if n <= 0: return {}
+    res = {}
+    for q in qs:
+        rank = q * n
+        i = int(np.searchsorted(cum, rank, side='left'))
+        if les[i] == float('inf'): res[f'p{round(q * 100)}'] = les[i - 1]; continue
+        lo, c_lo = (0.0, 0.0) if i == 0 else (les[i - 1], cum[i - 1])
+        res[f'p{round(q * 100)}'] = lo + (les[i] - lo) * ((rank - c_lo) / max(cum[i] - c_lo, 1e-12))
+    res['n'] = int(n)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- load generators
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (a pool of at most `max_conn` connections).
+    The load generator uses it instead of httpx.AsyncClient: on this machine httpx served a bare endpoint 437 req/s
+    at ~90% of a core, these ~10 lines 3,431 req/s at ~18% (closed loop, 16 connections), so with httpx the
+    generator, not the server, would be measured. httpx still does the control calls (/metrics, /healthz)."""
+    def __init__(self, port: int, max_conn: int = 256, timeout: float = 2.0):
+        self.port, self.timeout, self.idle = port, timeout, []
+        self.sem = asyncio.Semaphore(max_conn)
+    async def warm(self, n: int):
+        for _ in range(n): self.idle.append(await asyncio.open_connection('127.0.0.1', self.port))
+    async def _post(self, conn, req: bytes) -> int:
+        r, w = conn
+        w.write(req)
+        head = await r.readuntil(b'\r\n\r\n')
+        cl = 0
+        for line in head.split(b'\r\n')[1:]:
+            if line[:15].lower() == b'content-length:': cl = int(line[15:])
+        if cl: await r.readexactly(cl)
+        return int(head[9:12])
+    async def post(self, req: bytes) -> int:
+        "Status of one request (`req`: the full request bytes); 0 on a timeout or a broken connection."
+        async with self.sem:
+            conn = self.idle.pop() if self.idle else None
+            try:
+                if conn is None: conn = await asyncio.wait_for(asyncio.open_connection('127.0.0.1', self.port), self.timeout)
+                st = await asyncio.wait_for(self._post(conn, req), self.timeout)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+                if conn is not None: conn[1].close()
+                return 0
+            self.idle.append(conn)
+            return st
+    def close(self):
+        for _, w in self.idle: w.close()
+
+
+def http_request(body: bytes, path: str = '/openrtb2/bid') -> bytes:
+    return (f'POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n'
+            f'content-length: {len(body)}\r\n\r\n').encode() + body
+
+
+async def _open_loop(port: int, reqs: list[bytes], qps: float, duration: float, max_conn: int, timeout: float):
+    n = max(int(qps * duration), 1)
+    lat = np.full(n, np.nan); status = np.zeros(n, np.int32)
+    c = RawClient(port, max_conn, timeout)
+    await c.warm(min(32, max_conn))
+    loop = asyncio.get_running_loop()
+    async def one(i, due):
+        status[i] = await c.post(reqs[i % len(reqs)])
+        lat[i] = loop.time() - due
+    t0 = loop.time() + 0.05
+    tasks = []
+    for i in range(n):
+        due = t0 + i / qps
+        d = due - loop.time()
+        if d > 0: await asyncio.sleep(d)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    wall = loop.time() - t0
+    c.close()
+    return lat, status, wall
+
+
+async def _closed_loop(port: int, reqs: list[bytes], concurrency: int, duration: float, timeout: float):
+    lats, stats = [], []
+    c = RawClient(port, concurrency, timeout)
+    await c.warm(concurrency)
+    loop = asyncio.get_running_loop()
+    t_end = loop.time() + duration
+    async def worker(k):
+        i = k
+        while loop.time() < t_end:
+            t = loop.time()
+            stats.append(await c.post(reqs[i % len(reqs)])); lats.append(loop.time() - t); i += concurrency
+    t0 = loop.time()
+    await asyncio.gather(*[worker(k) for k in range(concurrency)])
+    wall = loop.time() - t0
+    c.close()
+    return np.array(lats), np.array(stats, np.int32), wall
+
+
+def _summary(lat, status, wall, offered=None) -> dict:
+    ok = (status == 200) | (status == 204)
+    d = {'sent': int(len(status)), 'completed_per_s': round(len(status) / wall, 1), 'bids_200': int((status == 200).sum()),
+         'no_bids_204': int((status == 204).sum()), 'errors': int((~ok).sum()),
+         'error_codes': {str(k): int(v) for k, v in zip(*np.unique(status[~ok], return_counts=True))}}
+    l = lat[~np.isnan(lat)] * 1000
+    if len(l): d.update({f'client_p{q}_ms': round(float(np.percentile(l, q)), 3) for q in (50, 90, 99)}, client_max_ms=round(float(l.max()), 2))
+    if offered: d['offered_qps'] = offered
+    return d
+
+
+def run_step(srv: Proc, bodies, *, qps=None, concurrency=None, duration=5.0, max_conn=256, timeout=2.0, extra_cpu=()) -> dict:
+    "One load step against `srv`: open loop at `qps`, or closed loop with `concurrency` workers."
+    before = scrape(srv.url); cpu0 = srv.cpu_s() + sum(p.cpu_s() for p in extra_cpu); c0 = time.process_time(); w0 = time.time()
+    if qps: lat, status, wall = asyncio.run(_open_loop(srv.port, bodies, qps, duration, max_conn, timeout))
+    else: lat, status, wall = asyncio.run(_closed_loop(srv.port, bodies, concurrency, duration, timeout))
+    elapsed = time.time() - w0
+    after = scrape(srv.url)
+    d = {'server': srv.name, **({'qps': qps} if qps else {'concurrency': concurrency}), **_summary(lat, status, wall, qps)}
+    sq = hist_quantiles(before, after)
+    if sq: d.update({f'server_{k}_ms': round(v * 1000, 3) for k, v in sq.items() if k != 'n'}, server_observed=sq['n'])
+    stages = {}
+    for st in ('parse', 'features', 'score', 'bid'):
+        q = hist_quantiles({'buckets': before['stages'].get(st, {})}, {'buckets': after['stages'].get(st, {})}, (0.5, 0.99))
+        if q: stages[st] = {k: round(v * 1000, 3) for k, v in q.items() if k != 'n'}
+    if stages: d['server_stage_ms'] = stages
+    nb = {k: int(v - before['no_bids'].get(k, 0)) for k, v in after['no_bids'].items() if v - before['no_bids'].get(k, 0) > 0}
+    if nb: d['no_bid_reasons'] = nb
+    d['late_tmax'] = nb.get('tmax', 0)
+    d['server_errors_counted'] = int(after['errors'] - before['errors'])
+    d['server_cpu_pct'] = round(100 * (srv.cpu_s() + sum(p.cpu_s() for p in extra_cpu) - cpu0) / elapsed, 1)
+    d['client_cpu_pct'] = round(100 * (time.process_time() - c0) / elapsed, 1)
+    d['load_avg_1m'] = round(os.getloadavg()[0], 2)
+    return d
+
+
+def good(d: dict, side: str) -> bool:
+    "No errors, no late (tmax) no-bids, the whole schedule served, and p99 <= 10 ms on `side` (server|client)."
+    p99 = d.get(f'{side}_p99_ms')
+    return (d['errors'] == 0 and d['late_tmax'] == 0 and p99 is not None and p99 <= P99_GOAL_S * 1000
+            and d['completed_per_s'] >= 0.95 * d.get('offered_qps', 0))
+
+
+def ramp(srv: Proc, bodies, qps_steps, duration, extra_cpu=()) -> list[dict]:
+    "Rising QPS until the server saturates (errors, client p50 over 100 ms, or under 90% of the offered rate served)."
+    rows = []
+    for q in qps_steps:
+        d = run_step(srv, bodies, qps=q, duration=duration, extra_cpu=extra_cpu)
+        rows.append(d)
+        log(f"  {srv.name:>14} {q:>5} qps: served {d['completed_per_s']:>7}/s  client p50/p99 {d.get('client_p50_ms')}/{d.get('client_p99_ms')} ms  "
+            f"server p50/p90/p99 {d.get('server_p50_ms')}/{d.get('server_p90_ms')}/{d.get('server_p99_ms')} ms  errors {d['errors']} "
+            f"tmax {d['late_tmax']}  cpu srv {d['server_cpu_pct']}% cli {d['client_cpu_pct']}%  load {d['load_avg_1m']}")
+        if d['errors'] or (d.get('client_p50_ms') or 1e9) > 100 or d['completed_per_s'] < 0.9 * q: break
+        time.sleep(0.5)
+    return rows
+
+
+def best(rows, side) -> int | None:
+    ok = [r['qps'] for r in rows if good(r, side)]
+    return max(ok) if ok else None
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def ensure_run(run: Path, tmp: Path) -> Path:
+    if (run / 'model.onnx').is_file() and (run / 'saved_model').is_dir(): return run
+    log(f'{run} has no exported model: training a small iPinYou-shaped DCN first')
+    run = tmp / 'ipy'
+    rc = lambda *a: subprocess.run([str(BIN / 'rtb-dcn'), *map(str, a)], check=True, cwd=ROOT,
+                                   env={**os.environ, 'RTB_ARTIFACTS_DIR': str(tmp)})
+    rc('synth', '--format', 'ipinyou', '--rows', 20000, '--out', tmp / 'ipy.txt', '--seed', 5, '--quiet')
+    rc('train', tmp / 'ipy.txt', '--format', 'ipinyou', '--experiment', 'DCN_test', '--run', 'ipy', '--epochs', 1)
+    rc('export', '--run', run, '--parity-rows', 500, '--quiet')
+    return run
+
+
+def request_bodies(log_path: Path, n: int) -> list[bytes]:
+    from rtb_dcn.data import read_dataset
+    from rtb_dcn.openrtb import row_to_bid_request
+    df = read_dataset(log_path, 'ipinyou', nrows=n)
+    return [http_request(json.dumps(row_to_bid_request(r, 'ipinyou')).encode()) for r in df.to_dict('records')]
+
+
+def synth_log(tmp: Path) -> Path:
+    found = sorted((ROOT / 'data' / 'synth').glob('ipinyou_*_s*.txt'), key=lambda p: p.stat().st_size)
+    if found: return found[0]
+    from rtb_dcn.synth import write_synth
+    p = tmp / 'ipinyou_20000.txt'; write_synth(p, 'ipinyou', rows=20000, seed=7, progress=False)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--run', default=str(ROOT / 'artifacts' / 'demo_ipinyou'), help='exported run folder to serve')
+    ap.add_argument('--qps', default='100,200,400,800,1200,1600,2400', help='open-loop rates of the ramp')
+    ap.add_argument('--backend-qps', default='200,400,800,1200,1600', help='ramp of the TF / KServe backends')
+    ap.add_argument('--step-s', type=float, default=5.0, help='seconds per load step')
+    ap.add_argument('--concurrency', type=int, default=64, help='closed-loop concurrency of the micro-batching comparison')
+    ap.add_argument('--only', default='ort,bare,batching,tf,kserve', help='which parts to run')
+    ap.add_argument('--serve-bare', type=int, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve_bare:
+        import uvicorn
+        uvicorn.run(bare_app(), host='127.0.0.1', port=a.serve_bare, log_config=None, access_log=False, log_level='warning')
+        return
+    t_start = time.time()
+    parts = set(a.only.split(','))
+    qps = [int(x) for x in a.qps.split(',')]; bqps = [int(x) for x in a.backend_qps.split(',')]
+    tmp = Path(tempfile.mkdtemp(prefix='bench_router_'))
+    OUT.mkdir(parents=True, exist_ok=True)
+    load0 = os.getloadavg()
+    run = ensure_run(Path(a.run).resolve(), tmp)
+    data = synth_log(tmp)
+    bodies = request_bodies(data, 3000)
+    from rtb_dcn.featurestore import InProcessStore, load_features
+    store = InProcessStore(); load_features(data, 'ipinyou', store, nrows=200_000)
+    features = store.save(tmp / 'features.json')
+    log(f'run {run}; {len(bodies)} requests from {data}; feature store {len(store)} keys; load avg {load0}')
+    res = {'command': command(), 'what': 'rtb-dcn serve (1 worker, uvicorn) under an open-loop load; see method',
+           'method': __doc__.split('\n\n', 2)[2].strip(),
+           'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(), 'load_avg_at_start': [round(x, 2) for x in load0],
+                       'when': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'shared': 'the machine runs other jobs; see load_avg_1m per step'},
+           'run': str(run), 'requests_from': str(data), 'step_s': a.step_s, 'p99_goal_ms': P99_GOAL_S * 1000,
+           'criterion': 'a step is good when errors == 0, no tmax no-bids, >= 95% of the offered rate served and p99 <= 10 ms',
+           'steps': []}
+    steps = res['steps']
+    def add(section, rows):
+        for r in rows: r['section'] = section
+        steps.extend(rows)
+        return rows
+    try:
+        if 'ort' in parts:
+            s = router('router-ort', run, tmp, features)
+            log(f'router (in-process ORT, micro-batching on) up in {s.start_s:.1f}s')
+            try: rows = add('ramp', ramp(s, bodies, qps, a.step_s))
+            finally: s.stop()
+            res['router_ort'] = {'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
+                                 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
+        if 'bare' in parts:
+            s = bare(tmp)
+            try: rows = add('bare', ramp(s, bodies, qps + [3200, 4800], a.step_s))
+            finally: s.stop()
+            res['bare_fastapi'] = {'max_qps_client_p99_10ms': best(rows, 'client'), 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
+        if 'ort' in parts and 'bare' in parts:
+            r, b = res['router_ort'], res['bare_fastapi']
+            res['bid_vs_bare'] = {'ratio_max_qps_client_p99_10ms': None if not (r['max_qps_client_p99_10ms'] and b['max_qps_client_p99_10ms'])
+                                  else round(r['max_qps_client_p99_10ms'] / b['max_qps_client_p99_10ms'], 3),
+                                  'ratio_max_served': round(r['max_served_per_s'] / b['max_served_per_s'], 3), 'goal': '>= 0.5'}
+        if 'batching' in parts:
+            res['micro_batching'] = {}
+            for mb in ('on', 'off'):
+                s = router(f'router-mb-{mb}', run, tmp, features, '--micro-batching', mb)
+                try:
+                    d = add('batching', [run_step(s, bodies, concurrency=a.concurrency, duration=a.step_s)])[0]
+                    d['micro_batching'] = mb
+                finally: s.stop()
+                log(f"  micro-batching {mb}: {d['completed_per_s']}/s at concurrency {a.concurrency}, client p50/p99 {d.get('client_p50_ms')}/"
+                    f"{d.get('client_p99_ms')} ms, server p99 {d.get('server_p99_ms')} ms, errors {d['errors']}")
+                res['micro_batching'][mb] = {k: d.get(k) for k in ('completed_per_s', 'client_p50_ms', 'client_p99_ms', 'server_p50_ms',
+                                                                  'server_p99_ms', 'errors', 'late_tmax', 'server_cpu_pct')}
+        res['backends'] = {}
+        if 'ort' in parts: res['backends']['onnx (in-process ORT)'] = res['router_ort']
+        if 'tf' in parts:
+            s = router('router-tf', run, tmp, features, '--scorer', 'tf')
+            log(f'router (TF SavedModel) up in {s.start_s:.1f}s')
+            try: rows = add('backend_tf', ramp(s, bodies, bqps, a.step_s))
+            finally: s.stop()
+            res['backends']['tf (in-process SavedModel)'] = {'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
+                                                             'max_served_per_s': max(r['completed_per_s'] for r in rows)}
+        if 'kserve' in parts:
+            ms = model_server(run, tmp)
+            try:
+                s = router('router-kserve', run, tmp, features, '--scorer', 'kserve', '--scorer-url', ms.url)
+                log(f'router -> KServe-v2 model server ({ms.url}) up')
+                try: rows = add('backend_kserve', ramp(s, bodies, bqps, a.step_s, extra_cpu=(ms,)))
+                finally: s.stop()
+            finally: ms.stop()
+            res['backends']['kserve (remote rtb-dcn model-server over HTTP)'] = {
+                'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
+                'max_served_per_s': max(r['completed_per_s'] for r in rows), 'note': 'server_cpu_pct counts router + model server'}
+    finally:
+        res['load_avg_at_end'] = [round(x, 2) for x in os.getloadavg()]
+        res['seconds'] = round(time.time() - t_start, 1)
+        (OUT / 'router.json').write_text(json.dumps(res, indent=1) + '\n')
+        cols = ['section', 'server', 'qps', 'concurrency', 'micro_batching', 'offered_qps', 'completed_per_s', 'sent', 'bids_200', 'no_bids_204',
+                'errors', 'late_tmax', 'client_p50_ms', 'client_p90_ms', 'client_p99_ms', 'client_max_ms', 'server_p50_ms', 'server_p90_ms',
+                'server_p99_ms', 'server_cpu_pct', 'client_cpu_pct', 'load_avg_1m']
+        with open(OUT / 'router_steps.csv', 'w', newline='') as f:
+            w = csv.DictWriter(f, cols, extrasaction='ignore'); w.writeheader(); w.writerows(steps)
+        try: plot(steps, OUT / 'router.png')
+        except Exception as e: log(f'plot failed: {e}')
+        shutil.rmtree(tmp, ignore_errors=True)
+    r = res.get('router_ort', {})
+    print(f"bench_router: router ORT max QPS with server p99 <= 10 ms: {r.get('max_qps_server_p99_10ms')} (client: {r.get('max_qps_client_p99_10ms')}); "
+          f"bare FastAPI: {res.get('bare_fastapi', {}).get('max_qps_client_p99_10ms')}; {res['seconds']:.0f}s -> {OUT / 'router.json'}")
+
+
+def plot(steps, path):
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for srv in dict.fromkeys(r['server'] for r in steps if r.get('qps')):
+        rows = [r for r in steps if r['server'] == srv and r.get('qps')]
+        x = [r['qps'] for r in rows]
+        axes[0].plot(x, [r.get('client_p99_ms') for r in rows], 'o-', label=f'{srv} client p99')
+        if any(r.get('server_p99_ms') is not None for r in rows):
+            axes[0].plot(x, [r.get('server_p99_ms') for r in rows], 's--', label=f'{srv} server p99')
+        axes[1].plot(x, [r['completed_per_s'] for r in rows], 'o-', label=srv)
+    axes[0].axhline(10, color='grey', lw=0.8); axes[0].set_yscale('log'); axes[0].set_xlabel('offered QPS (open loop)'); axes[0].set_ylabel('ms')
+    axes[0].set_title('p99 latency (10 ms line)'); axes[0].legend(fontsize=6)
+    axes[1].set_xlabel('offered QPS'); axes[1].set_ylabel('served / s'); axes[1].set_title('throughput'); axes[1].legend(fontsize=7)
+    fig.tight_layout(); fig.savefig(path, dpi=90)
+
+
+if __name__ == '__main__':
+    main()
