@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # the install stamp is keyed by pyproject.toml's content (nbdev-export rewrites the file, changing its mtime)
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
-EXTRAS ?= dev,train
+EXTRAS ?= dev,train,stream
 NB_WORKERS ?= 2
 TEST_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
