@@ -1,0 +1,51 @@
+"""Shared helpers of the model benchmarks (bench_models, bench_peers, bench_inference, bench_train_memory):
+the benchmark data file, the seeded split exactly as `rtb_dcn.train.train` makes it, and JSON output."""
+import json, os, platform, shlex, sys, time
+from pathlib import Path
+import numpy as np
+from rtb_dcn.config import repo_root
+
+ROOT = repo_root()
+DATA = ROOT / 'data' / 'bench' / 'criteo_5000000_s7.txt'   # `rtb-dcn synth --rows 5000000 --seed 7 --out ...`
+SEED_DATA = 7                 # the synthetic file's generator seed
+NROWS = 600_000               # rows of DATA used by the quality benchmarks (480k train / 60k valid / 60k test)
+CONFIG = ROOT / 'configs' / 'experiments' / 'dcn_criteo.yaml'
+RUNS = Path(os.environ.get('RTB_BENCH_RUNS', ROOT / 'data' / 'bench' / 'runs'))      # run folders of the benchmarks
+OUT = Path(os.environ.get('RTB_BENCH_OUT', ROOT / 'report' / 'benchmarks'))         # where the results go
+
+def ensure_data(path: Path = DATA, rows: int = 5_000_000, seed: int = SEED_DATA) -> Path:
+    "The benchmark file; written with rtb_dcn.synth.write_synth when it is missing (about a minute)."
+    if not path.exists():
+        from rtb_dcn.synth import write_synth
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(write_synth(path, 'criteo', rows=rows, seed=seed), file=sys.stderr)
+    return path
+
+def command() -> str:
+    "The command line that is running, as one could retype it from the repository root."
+    exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    return ' '.join(shlex.quote(a) for a in [exe, os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+_START = (time.strftime('%Y-%m-%dT%H:%M:%S%z'), os.getloadavg()[0])
+
+def machine() -> dict:
+    "The machine and how busy it was (1-minute load average when the script started and now; 2 cores here, shared)."
+    import tensorflow as tf
+    return dict(python=platform.python_version(), machine=platform.machine(), cpus=os.cpu_count(), tensorflow=tf.__version__,
+                started=_START[0], load_avg_at_start=_START[1], finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                load_avg_at_end=os.getloadavg()[0])
+
+def write_json(name: str, obj: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    p = OUT / name
+    p.write_text(json.dumps(obj, indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + '\n')
+    return p
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+def rel(p) -> str:
+    "A path relative to the repository root when it is inside it."
+    p = Path(p)
+    try: return str(p.resolve().relative_to(ROOT))
+    except ValueError: return str(p)
