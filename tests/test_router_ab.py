@@ -2,40 +2,30 @@
 127.0.0.1): two arms from a YAML config, each with its own run folder and strategy; `ext.arm` of every bid is the
 arm the splitter assigns; the X-RTB-Arm override header only counts when settings enable it; a campaign whose
 pacing budget the win notices have spent gets 204 `budget`."""
-import shutil
 import pytest
-from conftest import run_cli
-from test_router import Server
+from test_router import Server, runs  # noqa: F401  (`runs`: the session's trained run, a fixture)
 
 PRICE = {"a": 5.0, "b": 7.77}      # const bids of the arms (CNY CPM): the price tells the arm too
 
 
 @pytest.fixture(scope="module")
-def ab(tmp_path_factory):
-    "A small trained + exported iPinYou-shaped run, a second run folder, the A/B YAML and requests without floors."
+def ab(runs, tmp_path_factory):
+    "The session's small trained + exported iPinYou run and its copy as two arms, the A/B YAML, requests without floors."
     from rtb_dcn.data import read_dataset
     from rtb_dcn.openrtb import row_to_bid_request
     d = tmp_path_factory.mktemp("ab_runs")
-    env = {"RTB_ARTIFACTS_DIR": str(d)}
-    r = run_cli("synth", "--format", "ipinyou", "--rows", 8000, "--out", d / "ipy.txt", "--seed", 11, "--quiet")
-    assert r.returncode == 0, r.stderr
-    r = run_cli("train", d / "ipy.txt", "--format", "ipinyou", "--experiment", "DCN_test", "--run", "ipy", "--epochs", 1, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = run_cli("export", "--run", d / "ipy", "--parity-rows", 200, "--quiet", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    shutil.copytree(d / "ipy", d / "ipy_b")
     cfg = d / "ab.yaml"
     cfg.write_text(f"""salt: test-ab-salt
 arms:
-  - {{name: a, weight: 0.5, run: {d / 'ipy'}, strategy: const, param: {PRICE['a'] * 100:g}, campaign: ca}}
-  - {{name: b, weight: 0.5, run: {d / 'ipy_b'}, strategy: const, param: {PRICE['b'] * 100:g}, campaign: cb}}
+  - {{name: a, weight: 0.5, run: {runs['run']}, strategy: const, param: {PRICE['a'] * 100:g}, campaign: ca}}
+  - {{name: b, weight: 0.5, run: {runs['run2']}, strategy: const, param: {PRICE['b'] * 100:g}, campaign: cb}}
 """)
     reqs = []
-    for row in read_dataset(d / "ipy.txt", "ipinyou", nrows=300).to_dict("records"):
+    for row in read_dataset(runs["data"], "ipinyou", nrows=300).to_dict("records"):
         q = row_to_bid_request(row, "ipinyou")
         for k in ("bidfloor", "bidfloorcur"): q["imp"][0].pop(k, None)
         reqs.append(q)
-    return {"run": d / "ipy", "run_b": d / "ipy_b", "config": cfg, "requests": reqs, "dir": d}
+    return {"run": runs["run"], "run_b": runs["run2"], "config": cfg, "requests": reqs, "dir": d}
 
 
 def _expected_arms(ab) -> list[str]:
