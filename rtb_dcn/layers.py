@@ -7,6 +7,7 @@
 from __future__ import annotations
 import math, numbers
 from typing import Sequence
+import numpy as np
 import keras
 from keras import ops
 
@@ -172,10 +173,21 @@ def embedding_dims(cardinalities: Sequence[int],  # per-field number of ids (Fea
         raise ValueError(f"embedding_dim: {rule!r} is invalid; expected an integer >= 1 or 'auto'")
     return [rule] * len(cards)
 
-# %% ../nbs/03_layers.ipynb #dc1a7c94
+# %% ../nbs/03_layers.ipynb #b91e54f0
+def _field_groups(dims: Sequence[int]) -> list[tuple[int, list[int]]]:
+    "[(width, [field indices])] of the fields sharing each width, widths in order of first appearance."
+    groups: dict[int, list[int]] = {}
+    for j, w in enumerate(dims): groups.setdefault(w, []).append(j)
+    return list(groups.items())
+
 @keras.saving.register_keras_serializable(package='rtb_dcn')
 class FieldEmbedding(keras.layers.Layer):
-    "Per-field embedding tables: cat_ids int [batch, F] -> concatenated vectors float32 [batch, sum(dims)]."
+    """Per-field embedding tables: cat_ids int [batch, F] -> concatenated vectors float32 [batch, sum(dims)].
+
+    Field j (0 <= id < cardinalities[j]) has its own table of cardinalities[j] rows of width dims[j]; the tables of
+    fields with the same width are stacked in one variable (`tables[g]`, field j from row `offsets[j]`), so the
+    lookup is table[ids + offsets] per width. Output columns are in field order. L2 (if > 0) penalises every table:
+    l2 * sum of squares, the same as one L2 term per field."""
     def __init__(self,
                  cardinalities: Sequence[int],  # table size of each field
                  dims: Sequence[int],           # vector width of each field
@@ -188,20 +200,63 @@ class FieldEmbedding(keras.layers.Layer):
         if len(self.dims) != len(self.cardinalities):
             raise ValueError(f"dims: {len(self.dims)} widths for {len(self.cardinalities)} fields; expected one per field")
         if not self.cardinalities: raise ValueError("cat_cardinalities: [] is empty; expected at least one categorical field")
-        if not isinstance(l2, (int, float)) or l2 < 0: raise ValueError(f"embedding_l2: {l2!r} is invalid; expected a float >= 0")
+        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or l2 < 0:
+            raise ValueError(f"embedding_l2: {l2!r} is invalid; expected a float >= 0")
         self.l2, self.embeddings_initializer = float(l2), keras.initializers.get(embeddings_initializer)
-        reg = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
-        self.tables = [keras.layers.Embedding(c, w, embeddings_initializer=self.embeddings_initializer,
-                                              embeddings_regularizer=reg, name=f'field_{i}')
-                       for i, (c, w) in enumerate(zip(self.cardinalities, self.dims))]
+        self.groups = _field_groups(self.dims)                       # [(width, [fields])], one table each
+        self.group_of, self.offsets = [0] * len(self.dims), [0] * len(self.dims)
+        for g, (_, fields) in enumerate(self.groups):
+            row = 0
+            for j in fields: self.group_of[j], self.offsets[j], row = g, row, row + self.cardinalities[j]
+        order = [j for _, fields in self.groups for j in fields]     # field of each output block, group by group
+        starts = np.cumsum([0] + [self.dims[j] for j in order])
+        col = {j: range(starts[k], starts[k + 1]) for k, j in enumerate(order)}
+        perm = [c for j in range(len(self.dims)) for c in col[j]]
+        self._perm = None if perm == list(range(len(perm))) else np.asarray(perm, 'int32')   # None: already in order
 
     def build(self, ids_shape):
-        for t in self.tables: t.build((None,))
+        reg = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
+        self.tables = [self.add_weight(name=f'embeddings_{w}d' if len(self.groups) > 1 else 'embeddings',
+                                       shape=(sum(self.cardinalities[j] for j in fields), w),
+                                       initializer=self.embeddings_initializer, regularizer=reg)
+                       for w, fields in self.groups]
 
     def call(self, ids):
-        if ids.shape[-1] is not None and ids.shape[-1] != len(self.tables):
-            raise ValueError(f"cat_ids: {ids.shape[-1]} columns; expected {len(self.tables)} (one per field)")
-        return ops.concatenate([t(ids[:, i]) for i, t in enumerate(self.tables)], axis=-1)
+        if ids.shape[-1] is not None and ids.shape[-1] != len(self.dims):
+            raise ValueError(f"cat_ids: {ids.shape[-1]} columns; expected {len(self.dims)} (one per field)")
+        dtype = keras.backend.standardize_dtype(ids.dtype)
+        if dtype not in ('int32', 'int64'): ids, dtype = ops.cast(ids, 'int32'), 'int32'
+        outs = []
+        for (w, fields), table in zip(self.groups, self.tables):
+            x = ids if len(self.groups) == 1 else ops.take(ids, np.asarray(fields, 'int32'), axis=1)
+            x = x + np.asarray([self.offsets[j] for j in fields], dtype)    # field j -> its rows of the stacked table
+            outs.append(ops.reshape(ops.take(table, x, axis=0), (-1, len(fields) * w)))
+        y = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)
+        return y if self._perm is None else ops.take(y, self._perm, axis=1)
+
+    def field_rows(self, j: int):
+        "(table variable, start row, stop row) of field `j`'s embedding table."
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or not 0 <= j < len(self.dims):
+            raise ValueError(f"field: {j!r} is invalid; expected an index 0 <= field < {len(self.dims)}")
+        s = self.offsets[j]
+        return self.tables[self.group_of[j]], s, s + self.cardinalities[j]
+
+    def field_table(self, j: int):
+        "Field `j`'s embedding table, [cardinalities[j], dims[j]] (a slice of its group's variable)."
+        table, start, stop = self.field_rows(j)
+        return table[start:stop]
+
+    def load_own_variables(self, store):
+        "Load the stacked tables; files saved with one `Embedding` sublayer per field (before 2026-11) load too."
+        if len(store) == 0 and hasattr(store, '_h5_entry_path') and len(self.dims) > 0:
+            base = store._h5_entry_path                              # legacy layout: <layer>/tables/embedding[_j]/vars/0
+            paths = [f"{base}/tables/{'embedding' if j == 0 else f'embedding_{j}'}" for j in range(len(self.dims))]
+            if all(store.has_path(p) for p in paths):
+                per_field = [np.asarray(store.get(p)['0']) for p in paths]
+                for (_, fields), table in zip(self.groups, self.tables):
+                    table.assign(np.concatenate([per_field[j] for j in fields], axis=0))
+                return
+        super().load_own_variables(store)
 
     def compute_output_shape(self, ids_shape): return (ids_shape[0], sum(self.dims))
 

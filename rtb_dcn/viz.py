@@ -48,7 +48,7 @@ def field_embeddings(model, spec: FeatureSpec, field: str, include_reserved: boo
     "(vectors float32 [n_values, dim], value names, ids int64 [n_values]) of categorical `field`."
     i = _field_index(spec, field)
     f, emb = spec.cat_fields[i], _embedding_layer(model)
-    table = np.asarray(emb.tables[i].embeddings)
+    table = np.asarray(emb.field_table(i))
     if table.shape[0] != f.cardinality:
         raise RtbError(f"{field}: embedding table has {table.shape[0]} rows, the spec {f.cardinality} ids; "
                        f"expected the model and the input_spec.json of the same run")
@@ -205,7 +205,10 @@ def gradient_histograms(model, batches: Iterable, n_steps: int = 20, learning_ra
     where = {id(v): g for g, vs in groups.items() for v in vs}
     variables = net.trainable_variables
     emb = _embedding_layer(net)
-    table_field = {id(t.embeddings): i for i, t in enumerate(emb.tables)}   # table variable -> field column
+    table_fields: dict[int, list] = {}                                       # table variable -> [(field, first row)]
+    for j in range(len(emb.dims)):
+        t, start, _ = emb.field_rows(j)
+        table_fields.setdefault(id(t), []).append((j, start))
     opt, bce = keras.optimizers.Adam(learning_rate), keras.losses.BinaryCrossentropy()
     out: dict[str, list] = {g: [] for g in groups}
     step = 0
@@ -219,7 +222,8 @@ def gradient_histograms(model, batches: Iterable, n_steps: int = 20, learning_ra
         for v, g in zip(variables, grads):
             if g is None: continue
             g = tf.convert_to_tensor(g).numpy()
-            if id(v) in table_field: g = g[np.unique(cat_ids[:, table_field[id(v)]])]   # rows of the ids in the batch
+            if id(v) in table_fields:                                       # rows of the ids in the batch
+                g = g[np.concatenate([start + np.unique(cat_ids[:, j]) for j, start in table_fields[id(v)]])]
             out[where[id(v)]].append(g.ravel().astype(np.float32))
         opt.apply_gradients(zip(grads, variables))
         step += 1

@@ -1,5 +1,6 @@
 "The main job (`rtb-dcn demo`, what `make demo` runs) end to end on the embedded default, small sizes."
 import csv
+import json
 from conftest import run_cli
 
 
@@ -8,6 +9,11 @@ def test_demo_quick_writes_report(tmp_path):
     r = run_cli("demo", "--quick", "--report-dir", tmp_path, timeout=1200, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "runbook(s) executed" in r.stdout
+    # the demo ends with an open-loop replay against the in-process router, and prints its summary
+    assert "demo: open-loop replay:" in r.stdout, r.stdout[-2000:]
+    rs = json.load(open(tmp_path / "serve_report" / "replay_summary.json"))
+    assert rs["sent"] > 0 and rs["mode"] == "fixed" and rs["sink_stats"]["acknowledged"] + rs["sink_stats"]["failed"] == rs["sent"]
+    assert not any(k.startswith("http_5") for k in rs["errors"])
     out = tmp_path / "data_summary"
     for f in ("data_summary.ipynb", "datasets.csv", "columns.csv", "synthetic.csv", "samples.png", "synthetic.png"):
         assert (out / f).stat().st_size > 0, f
