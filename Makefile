@@ -10,7 +10,7 @@ NB_WORKERS ?= 2
 TEST_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow sync check-sync bench venv clean-venv
+.PHONY: demo test test-slow sync check-sync bench report-latency venv clean-venv
 
 venv: $(STAMP)
 $(STAMP):
@@ -44,6 +44,9 @@ check-sync: sync        ## fail if notebooks were not clean / package or README 
 bench: $(STAMP)         ## benchmarks -> report/benchmarks/*.json
 	$(BIN)/python bench/bench_data.py
 	$(BIN)/python bench/bench_features.py
+
+report-latency: $(STAMP)  ## latency/throughput runbook: local servers under open-loop + Locust load -> report/latency_throughput/
+	$(BIN)/rtb-dcn demo --only latency_throughput
 
 clean-venv:
 	rm -rf $(VENV)
