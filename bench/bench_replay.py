@@ -87,6 +87,14 @@ async def sink_throughput(sink, events, batch=500):
     finally: await sink.close()
     return time.perf_counter() - t
 
+def steady_rate(history: Path, users: int) -> float | None:
+    "Requests/s once all `users` run: the total-count slope of Locust's stats history (1 s rows), spawn excluded."
+    import pandas as pd
+    h = pd.read_csv(history)
+    h = h[(h['User Count'] >= users) & (h['Total Request Count'] > 0)].drop_duplicates('Timestamp', keep='last')
+    if len(h) < 3: return None
+    return float((h['Total Request Count'].iloc[-1] - h['Total Request Count'].iloc[0]) / (h['Timestamp'].iloc[-1] - h['Timestamp'].iloc[0]))
+
 def main():
     res = {'command': ' '.join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]), 'when': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
            'cpus': os.cpu_count(), 'load_avg_at_start': os.getloadavg()[0], 'python': sys.version.split()[0]}
@@ -113,8 +121,25 @@ def main():
             steps.append({**pick(s), 'sustained': ok})
             if ok: best = q
             elif len(steps) > 1 and not steps[-2]['sustained']: break
+        # the same endpoint, same run: Locust's FastHttpUser (rtb-dcn loadtest, a subprocess) at rising offered rates
+        from rtb_dcn.loadtest import loadtest
+        lsteps, lbest = [], None
+        base = url.rsplit('/', 1)[0]
+        for q in ([500, 1000] if QUICK else [500, 1000, 1500, 2000, 3000, 4000]):
+            users = max(8, int(q // 25))          # each user paced at <= 25 req/s (FastHttpUser, constant pacing)
+            ls = loadtest(base, 'steady', 'bid', users=users, spawn_rate=users, duration=8, qps=q, out_dir=WORK / 'locust',
+                          name=f'trivial_{q}', progress=False)
+            got = steady_rate(WORK / 'locust' / f'trivial_{q}_stats_history.csv', users) or 0.0
+            ok = abs(got / q - 1) <= 0.02 and not ls.get('failures')
+            log(f"locust {q}/s offered, {users} users: {got:.1f} req/s, failures {ls.get('failures')} -> {'ok' if ok else 'not sustained'}")
+            lsteps.append({'offered_qps': q, 'users': users, 'requests_per_s': got, 'failures': ls.get('failures'),
+                           'p50_ms': ls.get('p50_ms'), 'p99_ms': ls.get('p99_ms'), 'sustained': ok})
+            if ok: lbest = q
+            elif len(lsteps) > 1 and not lsteps[-2]['sustained']: break
     finally: stop(p)
     res['trivial_endpoint'] = {'steps': steps, 'max_sustained_qps': best, 'criterion': 'achieved within 2% of target, <=1% sends late by >10 ms, no errors',
+                               'locust_fasthttpuser': {'steps': lsteps, 'max_sustained_qps': lbest,
+                                                       'criterion': 'Locust requests/s (stats-history slope once every user runs) within 2% of the offered rate (users paced), no failures'},
                                'load_avg': os.getloadavg()[0]}
     # 3. stream sinks
     n = 20_000 if QUICK else 50_000
