@@ -71,11 +71,12 @@ class Proc:
             time.sleep(0.2)
         self.start_s = time.time() - t0
     def cpu_s(self) -> float:
-        "User+system CPU seconds of the server process so far."
+        "User+system CPU seconds of the server process and its worker processes (uvicorn --workers) so far."
+        import psutil
         try:
-            f = Path(f'/proc/{self.proc.pid}/stat').read_text().rsplit(')', 1)[1].split()
-            return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
-        except (FileNotFoundError, IndexError): return float('nan')
+            p = psutil.Process(self.proc.pid)
+            return sum(sum(q.cpu_times()[:2]) for q in [p, *p.children(recursive=True)])
+        except psutil.Error: return float('nan')
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -92,10 +93,10 @@ def router(name, run: Path, tmp: Path, features: Path | None, *extra, env=None) 
     return Proc(name, argv, port, '/readyz', tmp, env)
 
 
-def bare(tmp: Path) -> Proc:
+def bare(tmp: Path, workers: int = 1) -> Proc:
     port = free_port()
-    argv = [sys.executable, str(Path(__file__).resolve()), '--serve-bare', str(port)]
-    return Proc('bare', argv, port, '/healthz', tmp)
+    argv = [sys.executable, str(Path(__file__).resolve()), '--serve-bare', str(port), '--bare-workers', str(workers)]
+    return Proc('bare' if workers == 1 else f'bare-{workers}w', argv, port, '/healthz', tmp)
 
 
 def model_server(run: Path, tmp: Path) -> Proc:
@@ -324,12 +325,15 @@ def main():
     ap.add_argument('--backend-qps', default='200,400,800,1200,1600', help='ramp of the TF / KServe backends')
     ap.add_argument('--step-s', type=float, default=5.0, help='seconds per load step')
     ap.add_argument('--concurrency', type=int, default=64, help='closed-loop concurrency of the micro-batching comparison')
-    ap.add_argument('--only', default='ort,bare,batching,tf,kserve', help='which parts to run')
+    ap.add_argument('--only', default='ort,bare,ort2,bare2,batching,tf,kserve', help='which parts to run (ort2/bare2: 2 uvicorn workers)')
     ap.add_argument('--serve-bare', type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--bare-workers', type=int, default=1, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve_bare:
         import uvicorn
-        uvicorn.run(bare_app(), host='127.0.0.1', port=a.serve_bare, log_config=None, access_log=False, log_level='warning')
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        uvicorn.run('bench_router:bare_app', factory=True, workers=a.bare_workers, host='127.0.0.1', port=a.serve_bare,
+                    log_config=None, access_log=False, log_level='warning')
         return
     t_start = time.time()
     parts = set(a.only.split(','))
@@ -344,7 +348,7 @@ def main():
     store = InProcessStore(); load_features(data, 'ipinyou', store, nrows=200_000)
     features = store.save(tmp / 'features.json')
     log(f'run {run}; {len(bodies)} requests from {data}; feature store {len(store)} keys; load avg {load0}')
-    res = {'command': command(), 'what': 'rtb-dcn serve (1 worker, uvicorn) under an open-loop load; see method',
+    res = {'command': command(), 'what': 'rtb-dcn serve (uvicorn; 1 worker unless a section says 2) under an open-loop load; see method',
            'method': __doc__.split('\n\n', 2)[2].strip(),
            'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(), 'load_avg_at_start': [round(x, 2) for x in load0],
                        'when': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'shared': 'the machine runs other jobs; see load_avg_1m per step'},
@@ -374,6 +378,23 @@ def main():
             res['bid_vs_bare'] = {'ratio_max_qps_client_p99_10ms': None if not (r['max_qps_client_p99_10ms'] and b['max_qps_client_p99_10ms'])
                                   else round(r['max_qps_client_p99_10ms'] / b['max_qps_client_p99_10ms'], 3),
                                   'ratio_max_served': round(r['max_served_per_s'] / b['max_served_per_s'], 3), 'goal': '>= 0.5'}
+        if 'ort2' in parts:      # the same router with 2 uvicorn worker processes (one per core)
+            s = router('router-ort-2w', run, tmp, features, '--workers', '2')
+            log(f'router (in-process ORT, 2 workers) up in {s.start_s:.1f}s')
+            try: rows = add('ramp_2w', ramp(s, bodies, qps + [3200], a.step_s))
+            finally: s.stop()
+            res['router_ort_2_workers'] = {'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
+                                           'max_served_per_s': max(r['completed_per_s'] for r in rows)}
+        if 'bare2' in parts:
+            s = bare(tmp, 2)
+            try: rows = add('bare_2w', ramp(s, bodies, qps + [3200, 4800], a.step_s))
+            finally: s.stop()
+            res['bare_fastapi_2_workers'] = {'max_qps_client_p99_10ms': best(rows, 'client'), 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
+        if 'ort2' in parts and 'bare2' in parts:
+            r, b = res['router_ort_2_workers'], res['bare_fastapi_2_workers']
+            res['bid_vs_bare_2_workers'] = {'ratio_max_qps_client_p99_10ms': None if not (r['max_qps_client_p99_10ms'] and b['max_qps_client_p99_10ms'])
+                                            else round(r['max_qps_client_p99_10ms'] / b['max_qps_client_p99_10ms'], 3),
+                                            'ratio_max_served': round(r['max_served_per_s'] / b['max_served_per_s'], 3), 'goal': '>= 0.5'}
         if 'batching' in parts:
             res['micro_batching'] = {}
             for mb in ('on', 'off'):
