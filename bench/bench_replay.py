@@ -114,7 +114,7 @@ def main():
     p, url = start_trivial()
     steps, best = [], None
     try:
-        for q in ([500, 1000, 2000] if QUICK else [500, 1000, 1500, 2000, 3000, 4000, 6000]):
+        for q in ([500, 1000, 2000] if QUICK else [500, 1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000]):
             s = replay(data, 'ipinyou', HttpSink(url, concurrency=256, timeout_s=2), qps=q, duration=5, loop=True, progress=False)
             ok = abs(s['achieved_qps'] / q - 1) <= 0.02 and s['late'] <= 0.01 * s['sent'] and s['failed'] == 0
             log(f"trivial {q}/s: achieved {s['achieved_qps']}, late {s['late']}, p99 {s['p99_ms']} ms -> {'ok' if ok else 'not sustained'}")
@@ -125,7 +125,7 @@ def main():
         from rtb_dcn.loadtest import loadtest
         lsteps, lbest = [], None
         base = url.rsplit('/', 1)[0]
-        for q in ([500, 1000] if QUICK else [500, 1000, 1500, 2000, 3000, 4000]):
+        for q in ([500, 1000] if QUICK else [500, 1000, 2000, 3000, 4000, 6000, 8000, 10000]):
             users = max(8, int(q // 25))          # each user paced at <= 25 req/s (FastHttpUser, constant pacing)
             ls = loadtest(base, 'steady', 'bid', users=users, spawn_rate=users, duration=8, qps=q, out_dir=WORK / 'locust',
                           name=f'trivial_{q}', progress=False)
