@@ -76,6 +76,7 @@ def main():
     ap.add_argument('--only', default='rtb_dcn,fuxictr,deepctr')
     ap.add_argument('--merge', action='store_true', help='keep the other contenders\' results of the existing peers.json')
     ap.add_argument('--reexport', action='store_true', help='encode the arrays again even if data/bench/peers/ has them')
+    ap.add_argument('--repeat', type=int, default=1, help='run the contenders this many times, interleaved; rows/s = the median run')
     a = ap.parse_args()
     t0 = time.time()
     ensure_data()
@@ -88,8 +89,8 @@ def main():
     common = ['--data-dir', ARRAYS, '--embedding-dim', cfg.embedding_dim, '--cross-layers', cfg.num_cross_layers,
               '--hidden-units', ','.join(map(str, cfg.hidden_units)), '--dropout', cfg.dropout, '--lr', cfg.learning_rate,
               '--batch-size', cfg.batch_size, '--epochs', cfg.epochs, '--patience', cfg.patience, '--seed', cfg.seed]
-    rows = []
-    for who in a.only.split(','):
+    rows, runs = [], {}
+    for who in [w for _ in range(a.repeat) for w in a.only.split(',')]:
         load0 = os.getloadavg()[0]
         if who == 'rtb_dcn':
             r = run([sys.executable, Path(__file__).parent / 'peers' / 'rtb_dcn_arrays.py', '--data-dir', ARRAYS,
@@ -101,9 +102,14 @@ def main():
             r = run([py, Path(__file__).parent / PEERS[who]['script'], *common, '--embedding-l2', l2], env=PEERS[who]['env'])
         r.update(command=command(), started_load_avg=load0, finished_load_avg=os.getloadavg()[0],
                  finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
-        rows.append(r)
-        write_json('peers.partial.json', dict(command=command(), results=rows))   # survives an interrupted run
+        runs.setdefault(who, []).append(r)
+        write_json('peers.partial.json', dict(command=command(), results=[x for v in runs.values() for x in v]))   # survives an interrupted run
         log(f"{who}: test logloss {r['test_logloss']:.5f} auc {r['test_auc']:.4f}, {r['epochs']} epochs, {r['rows_per_s']:,.0f} rows/s")
+    for who, rs in runs.items():    # the median run by rows/s (the machine is shared: single runs of the same code vary)
+        rs = sorted(rs, key=lambda x: x['rows_per_s'])
+        med = dict(rs[(len(rs) - 1) // 2])
+        if len(rs) > 1: med.update(repeats=len(rs), rows_per_s_runs=[round(x['rows_per_s'], 1) for x in runs[who]])
+        rows.append(med)
     if a.merge and (OUT / 'peers.json').exists():
         prev = json.loads((OUT / 'peers.json').read_text())
         kept = [{'command': prev['command'], 'machine_at_end': prev.get('machine'), **r} for r in prev['results']
