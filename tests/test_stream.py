@@ -125,7 +125,7 @@ def test_server_errors_are_counted_and_the_replay_goes_on(runs, tmp_path):
     s = json.loads(summ.read_text())
     assert s["sent"] == 300 and s["ok"] == 0 and s["failed"] == 300, s
     assert s["errors"].get("http_503", 0) >= 100 and sum(s["errors"].values()) == 300, s["errors"]
-    assert set(s["errors"]) <= {"http_503", "connect", "timeout", "remoteprotocolerror", "readerror", "writeerror"}, s["errors"]
+    assert set(s["errors"]) <= {"http_503", "connect", "timeout", "disconnected", "readerror"}, s["errors"]
 
 
 # ---------------------------------------------------------------- Redis Streams
