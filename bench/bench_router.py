@@ -361,38 +361,25 @@ def main():
         steps.extend(rows)
         return rows
     try:
-        if 'ort' in parts:
-            s = router('router-ort', run, tmp, features)
-            log(f'router (in-process ORT, micro-batching on) up in {s.start_s:.1f}s')
-            try: rows = add('ramp', ramp(s, bodies, qps, a.step_s))
-            finally: s.stop()
-            res['router_ort'] = {'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
-                                 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
-        if 'bare' in parts:
-            s = bare(tmp)
-            try: rows = add('bare', ramp(s, bodies, qps + [3200, 4800], a.step_s))
-            finally: s.stop()
-            res['bare_fastapi'] = {'max_qps_client_p99_10ms': best(rows, 'client'), 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
-        if 'ort' in parts and 'bare' in parts:
-            r, b = res['router_ort'], res['bare_fastapi']
-            res['bid_vs_bare'] = {'ratio_max_qps_client_p99_10ms': None if not (r['max_qps_client_p99_10ms'] and b['max_qps_client_p99_10ms'])
-                                  else round(r['max_qps_client_p99_10ms'] / b['max_qps_client_p99_10ms'], 3),
-                                  'ratio_max_served': round(r['max_served_per_s'] / b['max_served_per_s'], 3), 'goal': '>= 0.5'}
-        if 'ort2' in parts:      # the same router with 2 uvicorn worker processes (one per core)
-            s = router('router-ort-2w', run, tmp, features, '--workers', '2')
-            log(f'router (in-process ORT, 2 workers) up in {s.start_s:.1f}s')
-            try: rows = add('ramp_2w', ramp(s, bodies, qps + [3200], a.step_s))
-            finally: s.stop()
-            res['router_ort_2_workers'] = {'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
-                                           'max_served_per_s': max(r['completed_per_s'] for r in rows)}
-        if 'bare2' in parts:
-            s = bare(tmp, 2)
-            try: rows = add('bare_2w', ramp(s, bodies, qps + [3200, 4800], a.step_s))
-            finally: s.stop()
-            res['bare_fastapi_2_workers'] = {'max_qps_client_p99_10ms': best(rows, 'client'), 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
-        if 'ort2' in parts and 'bare2' in parts:
-            r, b = res['router_ort_2_workers'], res['bare_fastapi_2_workers']
-            res['bid_vs_bare_2_workers'] = {'ratio_max_qps_client_p99_10ms': None if not (r['max_qps_client_p99_10ms'] and b['max_qps_client_p99_10ms'])
+        def summary(rows, server_side=True) -> dict:
+            out = {'max_qps_server_p99_10ms': best(rows, 'server')} if server_side else {}
+            return {**out, 'max_qps_client_p99_10ms': best(rows, 'client'), 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
+        # the router and the bare endpoint with 1 uvicorn worker, then with 2 (one per core)
+        for w, ort, bare_, sfx in ((1, 'ort', 'bare', ''), (2, 'ort2', 'bare2', '_2_workers')):
+            if ort in parts:
+                s = router('router-ort' + ('' if w == 1 else f'-{w}w'), run, tmp, features, '--workers', str(w))
+                log(f'router (in-process ORT, micro-batching on, {w} worker(s)) up in {s.start_s:.1f}s')
+                try: rows = add('ramp' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + ([] if w == 1 else [3200]), a.step_s))
+                finally: s.stop()
+                res['router_ort' + sfx] = summary(rows)
+            if bare_ in parts:
+                s = bare(tmp, w)
+                try: rows = add('bare' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + [3200, 4800], a.step_s))
+                finally: s.stop()
+                res['bare_fastapi' + sfx] = summary(rows, server_side=False)
+            if ort in parts and bare_ in parts:
+                r, b = res['router_ort' + sfx], res['bare_fastapi' + sfx]
+                res['bid_vs_bare' + sfx] = {'ratio_max_qps_client_p99_10ms': None if not (r['max_qps_client_p99_10ms'] and b['max_qps_client_p99_10ms'])
                                             else round(r['max_qps_client_p99_10ms'] / b['max_qps_client_p99_10ms'], 3),
                                             'ratio_max_served': round(r['max_served_per_s'] / b['max_served_per_s'], 3), 'goal': '>= 0.5'}
         if 'batching' in parts:
@@ -414,8 +401,7 @@ def main():
             log(f'router (TF SavedModel) up in {s.start_s:.1f}s')
             try: rows = add('backend_tf', ramp(s, bodies, bqps, a.step_s))
             finally: s.stop()
-            res['backends']['tf (in-process SavedModel)'] = {'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
-                                                             'max_served_per_s': max(r['completed_per_s'] for r in rows)}
+            res['backends']['tf (in-process SavedModel)'] = summary(rows)
         if 'kserve' in parts:
             ms = model_server(run, tmp)
             try:
@@ -424,9 +410,7 @@ def main():
                 try: rows = add('backend_kserve', ramp(s, bodies, bqps, a.step_s, extra_cpu=(ms,)))
                 finally: s.stop()
             finally: ms.stop()
-            res['backends']['kserve (remote rtb-dcn model-server over HTTP)'] = {
-                'max_qps_server_p99_10ms': best(rows, 'server'), 'max_qps_client_p99_10ms': best(rows, 'client'),
-                'max_served_per_s': max(r['completed_per_s'] for r in rows), 'note': 'server_cpu_pct counts router + model server'}
+            res['backends']['kserve (remote rtb-dcn model-server over HTTP)'] = {**summary(rows), 'note': 'server_cpu_pct counts router + model server'}
     finally:
         res['load_avg_at_end'] = [round(x, 2) for x in os.getloadavg()]
         res['seconds'] = round(time.time() - t_start, 1)
