@@ -90,9 +90,10 @@ def main():
     n = min(len(train_df), B * 64)
     ids, dense = spec.encode(train_df.iloc[:n]); y = train_df['label'].to_numpy(np.float32)[:n].reshape(-1, 1)
     from rtb_dcn.models import model_from_config
+    from rtb_dcn.layers import FusedAdam
     keras.utils.set_random_seed(cfg.seed)
     model = model_from_config(cfg.to_model_config(), [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy())
+    model.compile(optimizer=FusedAdam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy())
     fl = model_flops(model)
     fl['forward_tf_profiler'] = profiler_forward_flops(model, len(spec.cat_fields), len(spec.dense_fields))
     ds = tf.data.Dataset.from_tensor_slices(((ids, dense), y)).batch(B, drop_remainder=True).repeat().prefetch(4)

@@ -297,6 +297,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'rtb_dcn.layers.FieldEmbedding.get_config': ('layers.html#fieldembedding.get_config', 'rtb_dcn/layers.py'),
                                 'rtb_dcn.layers.FieldEmbedding.load_own_variables': ( 'layers.html#fieldembedding.load_own_variables',
                                                                                       'rtb_dcn/layers.py'),
+                                'rtb_dcn.layers.FusedAdam': ('layers.html#fusedadam', 'rtb_dcn/layers.py'),
+                                'rtb_dcn.layers.FusedAdam.update_step': ('layers.html#fusedadam.update_step', 'rtb_dcn/layers.py'),
                                 'rtb_dcn.layers._check_choice': ('layers.html#_check_choice', 'rtb_dcn/layers.py'),
                                 'rtb_dcn.layers._check_int': ('layers.html#_check_int', 'rtb_dcn/layers.py'),
                                 'rtb_dcn.layers._field_groups': ('layers.html#_field_groups', 'rtb_dcn/layers.py'),

@@ -1,6 +1,7 @@
 """rtb_dcn's side of the peer comparison: the experiment's model (rtb_dcn.models.model_from_config) trained with
-its optimiser, batch size and patience on the same exported arrays as the peers (Keras fit on the in-memory arrays,
-early stopping on validation logloss, best weights restored); prints one JSON line like the peer runners."""
+its optimiser (Adam as rtb_dcn.train runs it, the fused kernel rtb_dcn.layers.FusedAdam), batch size and patience
+on the same exported arrays as the peers (Keras fit on the in-memory arrays, early stopping on validation logloss,
+best weights restored); prints one JSON line like the peer runners."""
 import argparse, json, os, sys, time
 from pathlib import Path
 import numpy as np
@@ -14,13 +15,14 @@ def main():
     import keras, tensorflow as tf
     from rtb_dcn.train import load_experiment, ctr_metrics
     from rtb_dcn.models import model_from_config
+    from rtb_dcn.layers import FusedAdam
     cfg = load_experiment(a.config, a.experiment)
     keras.utils.set_random_seed(cfg.seed)
     meta = json.load(open(os.path.join(a.data_dir, 'meta.json')))
     def load(part): return tuple(np.load(os.path.join(a.data_dir, f'{part}_{k}.npy')) for k in ('cat_ids', 'dense', 'label'))
     (it, dt, yt), (iv, dv, yv), (is_, ds, ys) = load('train'), load('valid'), load('test')
     model = model_from_config(cfg.to_model_config(), meta['cardinalities'], len(meta['dense']))
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy(),
+    model.compile(optimizer=FusedAdam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy(),
                   metrics=[keras.metrics.BinaryCrossentropy(name='logloss')])
     # Keras fit on the in-memory arrays with shuffle=True (a fresh permutation of the rows each epoch), exactly as the
     # DeepCTR runner feeds tf-keras. (An element-wise tf.data .shuffle(len(train)) buffer halved the step rate here:
