@@ -10,7 +10,7 @@ NB_WORKERS ?= 2
 TEST_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow sync check-sync bench report-latency venv clean-venv
+.PHONY: demo test test-slow sync check-sync bench bench-train bench-serve report-latency venv clean-venv
 
 venv: $(STAMP)
 $(STAMP):
@@ -41,9 +41,25 @@ check-sync: sync        ## fail if notebooks were not clean / package or README 
 	  git status --short -- nbs rtb_dcn README.md; exit 1; fi
 	@echo "check-sync: notebooks clean, rtb_dcn/ and README.md in sync"
 
-bench: $(STAMP)         ## benchmarks -> report/benchmarks/*.json
+# Benchmarks write report/benchmarks/*.json (each records its command and the load average around it): run
+# them on a quiet machine. `bench` takes a few minutes; `bench-train` about 1.5 h (FuxiCTR alone trains ~40 min),
+# `bench-serve` about 10 min.
+bench: $(STAMP)         ## quick benchmarks: readers, encoder, training FLOP/s, ORT vs TF inference, auction replay
 	$(BIN)/python bench/bench_data.py
 	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_auction.py
+
+bench-train: $(STAMP)   ## model quality vs the bound, peers (FuxiCTR, DeepCTR), training memory, oracle share
+	$(BIN)/python bench/bench_models.py --bound-C 0.03,0.1,0.3 --lr-C 0.03,0.1,0.3
+	$(BIN)/python bench/bench_peers.py --repeat 3
+	$(BIN)/python bench/bench_train_memory.py
+	$(BIN)/python bench/bench_oracle_share.py --sizes 1000000,3000000,6000000 --config bench/dcn_ipinyou_oracle_share.yaml --experiments DCN_default,DCN_reg --variant-sizes 1000000
+
+bench-serve: $(STAMP)   ## router and replayer under open-loop load (serves artifacts/demo_ipinyou: run `make demo` first) -> report/latency_throughput/
+	$(BIN)/python bench/bench_router.py
+	$(BIN)/python bench/bench_replay.py
 
 report-latency: $(STAMP)  ## latency/throughput runbook: local servers under open-loop + Locust load -> report/latency_throughput/
 	$(BIN)/rtb-dcn demo --only latency_throughput
