@@ -645,6 +645,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'rtb_dcn.train._config_error': ('train.html#_config_error', 'rtb_dcn/train.py'),
                                'rtb_dcn.train._progress': ('train.html#_progress', 'rtb_dcn/train.py'),
                                'rtb_dcn.train.batches': ('train.html#batches', 'rtb_dcn/train.py'),
+                               'rtb_dcn.train.clear_exports': ('train.html#clear_exports', 'rtb_dcn/train.py'),
                                'rtb_dcn.train.ctr_metrics': ('train.html#ctr_metrics', 'rtb_dcn/train.py'),
                                'rtb_dcn.train.load_experiment': ('train.html#load_experiment', 'rtb_dcn/train.py'),
                                'rtb_dcn.train.predict': ('train.html#predict', 'rtb_dcn/train.py'),
