@@ -35,11 +35,23 @@ def machine() -> dict:
                 started=_START[0], load_avg_at_start=_START[1], finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
                 load_avg_at_end=os.getloadavg()[0])
 
+def repo_relative(obj):
+    "`obj` with every string path under the repository root made relative to it (reports carry no machine paths)."
+    root = str(ROOT) + os.sep
+    if isinstance(obj, str): return obj.replace(root, '')
+    if isinstance(obj, Path): return repo_relative(str(obj))
+    if isinstance(obj, dict): return {k: repo_relative(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [repo_relative(v) for v in obj]
+    return obj
+
+def dump_json(path: Path, obj: dict) -> Path:
+    "Write `obj` as indented JSON with repository-relative paths."
+    path.write_text(json.dumps(repo_relative(obj), indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + '\n')
+    return path
+
 def write_json(name: str, obj: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
-    p = OUT / name
-    p.write_text(json.dumps(obj, indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + '\n')
-    return p
+    return dump_json(OUT / name, obj)
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)

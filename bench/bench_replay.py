@@ -8,7 +8,7 @@
    batches straight from memory, with the read-back counts.
 
 Usage: .venv/bin/python bench/bench_replay.py [--quick]"""
-import asyncio, json, os, shutil, subprocess, sys, time
+import argparse, asyncio, json, os, shutil, subprocess, sys, time
 from pathlib import Path
 import httpx
 from rtb_dcn.config import repo_root
@@ -16,10 +16,14 @@ from rtb_dcn.featurestore import free_port, start_redis
 from rtb_dcn.stream import (replay, HttpSink, RedisStreamSink, KinesisSink, request_events, Event, summary_line)
 
 ROOT = repo_root()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import dump_json   # JSON with repository-relative paths
 WORK = ROOT / 'data' / 'bench' / 'replay'
 OUT = ROOT / 'report' / 'latency_throughput' / 'replay.json'
 BIN = Path(sys.executable).parent
-QUICK = '--quick' in sys.argv
+_ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+_ap.add_argument('--quick', action='store_true', help='shorter steps (a smoke run; numbers not for the report)')
+QUICK = _ap.parse_args().quick if __name__ == '__main__' else False
 os.environ.update(AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing')
 
 def log(*a): print(*a, file=sys.stderr, flush=True)
@@ -180,7 +184,7 @@ def main():
     finally: stop(moto)
     res['load_avg_at_end'] = os.getloadavg()[0]
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(res, indent=1) + '\n')
+    dump_json(OUT, res)
     log(f"wrote {OUT}")
 
 if __name__ == '__main__': main()

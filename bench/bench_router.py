@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import dump_json   # JSON with repository-relative paths
 BIN = Path(sys.executable).parent
 OUT = Path(os.environ.get('RTB_BENCH_OUT', ROOT / 'report' / 'latency_throughput'))
 P99_GOAL_S = 0.010
@@ -414,7 +416,7 @@ def main():
     finally:
         res['load_avg_at_end'] = [round(x, 2) for x in os.getloadavg()]
         res['seconds'] = round(time.time() - t_start, 1)
-        (OUT / 'router.json').write_text(json.dumps(res, indent=1) + '\n')
+        dump_json(OUT / 'router.json', res)
         cols = ['section', 'server', 'qps', 'concurrency', 'micro_batching', 'offered_qps', 'completed_per_s', 'sent', 'bids_200', 'no_bids_204',
                 'errors', 'late_tmax', 'client_p50_ms', 'client_p90_ms', 'client_p99_ms', 'client_max_ms', 'server_p50_ms', 'server_p90_ms',
                 'server_p99_ms', 'server_cpu_pct', 'client_cpu_pct', 'load_avg_1m']

@@ -310,6 +310,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'rtb_dcn.loadtest._check_choice': ('loadtest.html#_check_choice', 'rtb_dcn/loadtest.py'),
                                   'rtb_dcn.loadtest._router_arms': ('loadtest.html#_router_arms', 'rtb_dcn/loadtest.py'),
                                   'rtb_dcn.loadtest._run_with_progress': ('loadtest.html#_run_with_progress', 'rtb_dcn/loadtest.py'),
+                                  'rtb_dcn.loadtest._shown': ('loadtest.html#_shown', 'rtb_dcn/loadtest.py'),
                                   'rtb_dcn.loadtest.judge': ('loadtest.html#judge', 'rtb_dcn/loadtest.py'),
                                   'rtb_dcn.loadtest.loadtest': ('loadtest.html#loadtest', 'rtb_dcn/loadtest.py'),
                                   'rtb_dcn.loadtest.loadtest_cli': ('loadtest.html#loadtest_cli', 'rtb_dcn/loadtest.py'),
