@@ -1,7 +1,7 @@
 """Training throughput of the default DCN and its achieved FLOP/s, next to a float32 matmul peak measured in the
 same process (tf.linalg.matmul on large square matrices).
 
-    .venv/bin/python bench/bench_throughput.py [--experiment DCN_default] [--steps 150] [--matmul-n 2048]
+    .venv/bin/python bench/bench_throughput.py [--experiment DCN_default] [--steps 150] [--matmul-n 2048] [--optimizer-rounds 5]
 
 The model is built from the experiment (with the FeatureSpec of the 480k training rows, so its embedding tables
 have their benchmark size) and trained with the experiment's optimiser, loss and batch size on encoded in-memory
@@ -11,6 +11,8 @@ Dense x@W+b is 2*i*o + o; cross v2 2*d*d + 3d; v1 2*d + 3d; low-rank 2*d*r*2 + 3
 2*(d*r + r*r + r*d) + gating; backward = 2x the forward matmul FLOPs (gradient w.r.t. inputs and weights).
 Elementwise activations, the embedding gather and the optimiser update are left out (they are memory-bound).
 Cross-check: TensorFlow's profiler (tf.compat.v1.profiler float_operation) on the frozen forward graph.
+Optimiser A/B: the same model and batches trained with keras.optimizers.Adam and with rtb_dcn's FusedAdam in
+interleaved rounds (ms per step of each round, the fastest of each, and the median of the paired-round ratios).
 Writes report/benchmarks/throughput.json; prints a one-line summary.
 """
 import argparse, os, sys, time
@@ -73,6 +75,7 @@ def main():
     ap.add_argument('--experiment', default='DCN_default')
     ap.add_argument('--steps', type=int, default=150, help='timed training steps (after 20 warm-up steps)')
     ap.add_argument('--matmul-n', type=int, default=2048)
+    ap.add_argument('--optimizer-rounds', type=int, default=5, help='interleaved rounds of the keras Adam vs FusedAdam A/B (0: skip)')
     a = ap.parse_args()
     t0 = time.time()
     ensure_data()
@@ -104,6 +107,31 @@ def main():
     achieved = rows_per_s * fl['forward_backward'] / 1e9
     log(f"training: {rows_per_s:,.0f} rows/s, {achieved:.1f} GFLOP/s; measuring the matmul peak (n={a.matmul_n})")
     mm = matmul_peak(a.matmul_n); peak = mm['best']
+    # the optimiser A/B: the same model and batches with Keras' Adam and with FusedAdam (rtb_dcn's), interleaved rounds
+    opt_ab = {}
+    if a.optimizer_rounds:
+        log(f"optimiser A/B: keras Adam vs FusedAdam, {a.optimizer_rounds} interleaved rounds of {a.steps} steps")
+        models = {}
+        for name, make in (('keras_adam', lambda: keras.optimizers.Adam(cfg.learning_rate)), ('fused_adam', lambda: FusedAdam(cfg.learning_rate))):
+            keras.utils.set_random_seed(cfg.seed)
+            mdl = model_from_config(cfg.to_model_config(), [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
+            mdl.compile(optimizer=make(), loss=keras.losses.BinaryCrossentropy())
+            mdl.fit(ds, steps_per_epoch=20, epochs=1, verbose=0)
+            models[name], opt_ab[name] = mdl, []
+        for _ in range(a.optimizer_rounds):
+            for name, mdl in models.items():
+                t1 = time.perf_counter(); mdl.fit(ds, steps_per_epoch=a.steps, epochs=1, verbose=0)
+                opt_ab[name].append(round((time.perf_counter() - t1) / a.steps * 1e3, 2))
+        # This VM's cores are shared: whole rounds land in a slower state (about 68 ms/step for either optimiser).
+        # So the headline is the fastest round of each (timeit's rule: the least disturbed), next to the median of
+        # the per-round ratios (keras round i / fused round i, run back to back)
+        k, f = opt_ab['keras_adam'], opt_ab['fused_adam']
+        opt_ab = {'keras_adam_ms_per_step': k, 'fused_adam_ms_per_step': f,
+                  'keras_adam_best_ms_per_step': min(k), 'fused_adam_best_ms_per_step': min(f),
+                  'speedup': min(k) / min(f), 'speedup_median_of_pairs': float(np.median([a / b for a, b in zip(k, f)])),
+                  'note': 'speedup = fastest keras Adam round / fastest FusedAdam round; rounds interleaved, same model and batches'}
+        log(f"optimiser A/B: keras Adam {min(k):.1f} ms/step vs FusedAdam {min(f):.1f} ms/step, fastest rounds "
+            f"({opt_ab['speedup']:.2f}x; median of paired rounds {opt_ab['speedup_median_of_pairs']:.2f}x)")
     e2e = None
     if (run / 'metrics.json').exists():
         import json
@@ -113,13 +141,15 @@ def main():
     res = dict(command=command(), experiment=a.experiment, config=cfg.model_dump(mode='json'), params=int(model.count_params()),
                batch_size=B, steps=a.steps, seconds=dt, train_rows_per_s=rows_per_s,
                flops_per_row=fl, achieved_gflops=achieved, matmul_n=a.matmul_n, matmul_peak_gflops=peak,
-               matmul_median_gflops=mm['median'], fraction_of_peak=achieved / peak, fraction_of_median_matmul=achieved / mm['median'], train_end_to_end=e2e,
+               matmul_median_gflops=mm['median'], fraction_of_peak=achieved / peak, fraction_of_median_matmul=achieved / mm['median'],
+               optimizer_ab=opt_ab or None, train_end_to_end=e2e,
                threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads() or 'default (all cores)'),
                machine=machine(), wall_seconds=time.time() - t0)
     out = write_json('throughput.json', res)
     print(f"bench_throughput: {a.experiment} trains {rows_per_s:,.0f} rows/s (batch {B}) = {achieved:.1f} GFLOP/s "
           f"({fl['forward_backward'] / 1e6:.2f} MFLOP/row fwd+bwd) vs float32 matmul peak {peak:.1f} GFLOP/s "
-          f"({achieved / peak:.0%}; median matmul {mm['median']:.1f}); load avg {os.getloadavg()[0]:.1f} -> {out}")
+          f"({achieved / peak:.0%}; median matmul {mm['median']:.1f})"
+          + (f"; FusedAdam {opt_ab['speedup']:.2f}x keras Adam per step" if opt_ab else '') + f"; load avg {os.getloadavg()[0]:.1f} -> {out}")
 
 if __name__ == '__main__':
     main()
