@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from rtb_dcn.config import repo_root
 from rtb_dcn.features import FeatureSpec
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command
 
 DENSE = [f'I{i}' for i in range(1, 14)]
 CAT = [f'C{i}' for i in range(1, 27)]
@@ -73,9 +75,7 @@ def main():
         t0 = time.perf_counter_ns(); spec.encode_record(r); lat[i] = time.perf_counter_ns() - t0
     lat /= 1e3
     ok = all((spec.encode_record(r)[0][0] == cat[i]).all() for i, r in enumerate(recs[:200]))
-    exe = os.path.relpath(sys.executable, repo_root()) if sys.executable.startswith(str(repo_root())) else sys.executable
-    cmd = ' '.join([exe, os.path.relpath(sys.argv[0], repo_root()), *sys.argv[1:]])
-    res = {'command': cmd, 'source': source, 'rows': a.rows, 'records': len(recs), 'n_cat': 26, 'n_dense': 13,
+    res = {'command': command(), 'source': source, 'rows': a.rows, 'records': len(recs), 'n_cat': 26, 'n_dense': 13,
            'vocab_sizes': {f.name: f.cardinality for f in spec.cat_fields},
            'gen_s': round(t_gen, 3), 'fit_s': round(t_fit, 3), 'encode_s': round(t_enc, 3),
            'encode_rows_per_s': round(a.rows / t_enc), 'record_us_median': round(float(np.median(lat)), 2),
