@@ -19,7 +19,7 @@ __all__ = ['SPEC_VERSION', 'MISSING_ID', 'OOV_ID', 'FIRST_ID', 'HASH_ALGORITHM',
            'stable_hash', 'CatField', 'DenseField', 'FeatureSpec']
 
 # %% ../nbs/02_features.ipynb #5b7524cb
-from pandas._libs.hashing import hash_object_array  # SipHash-2-4, vectorised (C)
+from pandas.util import hash_array  # SipHash-2-4 (vectorised, C), then the SplitMix64 mixer
 
 SPEC_VERSION = 1
 MISSING_ID, OOV_ID, FIRST_ID = 0, 1, 2
@@ -30,9 +30,18 @@ def hash_key(seed: int = 0) -> str:
     "The 16-character SipHash key derived from `seed`."
     return hashlib.blake2b(f'rtb_dcn:{int(seed)}'.encode(), digest_size=8).hexdigest()
 
+_UNMIX = [(31, 0x319642b2d24d8ec3), (27, 0x96de1b173f119089), (30, None)]  # shift, multiplicative inverse mod 2**64
+
+def _unmix(h: np.ndarray) -> np.ndarray:
+    "Undo the SplitMix64 finaliser that `pandas.util.hash_array` applies after SipHash (in place)."
+    for s, inv in _UNMIX:
+        h ^= (h >> np.uint64(s)) ^ (h >> np.uint64(2 * s))   # inverse of h ^= h >> s (3*s >= 64)
+        if inv is not None: h *= np.uint64(inv)
+    return h
+
 def _hash(values: np.ndarray, prefixes: np.ndarray | str, key: str) -> np.ndarray:
     "uint64 SipHash of `prefix + value` for the strings of the object array `values`."
-    return hash_object_array(np.add(prefixes, values), key)
+    return _unmix(hash_array(np.add(prefixes, values), encoding='utf8', hash_key=key, categorize=False))
 
 def stable_hash(values: Sequence[str], field: str = '', seed: int = 0) -> np.ndarray:
     "Process- and machine-independent uint64 hash of strings of `field` (never Python's `hash()`)."
