@@ -49,8 +49,11 @@ def evaluate_run(run_dir, data, fmt: str | None = None, nrows: int | None = None
         raise RtbError(f"format: {fmt!r} does not match the run's input spec ({spec.fmt!r}); expected a {spec.fmt} log for run {p.name}")
     t0 = time.perf_counter()
     reader = iter_dataset(data, fmt, chunk_rows=chunk_rows, nrows=nrows, on_bad_lines=on_bad_lines, progress=progress)
-    ys, ps, ts = zip(*score_chunks(spec, sess, reader, out)) if True else ((), (), ())
-    y, pr, tp = np.concatenate(ys), np.concatenate(ps), np.concatenate(ts)
+    parts = list(score_chunks(spec, sess, reader, out))
+    if not sum(len(y) for y, _, _ in parts):
+        raise RtbError(f"{data}: no data rows to score (nrows={nrows}, {reader.stats.skipped} bad line(s) skipped); "
+                       f"expected at least one {fmt} row")
+    y, pr, tp = (np.concatenate(a) for a in zip(*parts))
     secs = time.perf_counter() - t0
     res = dict(run=str(p), model_version=spec.extra.get('model_version'), data=str(data), format=fmt,
                **ctr_metrics(y, pr), skipped_lines=reader.stats.skipped, seconds=round(secs, 3), rows_per_s=len(y) / secs)
