@@ -81,7 +81,7 @@ def score_onnx(df: pd.DataFrame, run_dir, batch_rows: int = 65_536) -> np.ndarra
     "pCTR of each row of a canonical frame from a run folder's input_spec.json + model.onnx."
     from rtb_dcn.features import FeatureSpec
     run = Path(run_dir)
-    if not (run / 'model.onnx').is_file(): raise RtbError(f"run: {str(run / 'model.onnx')!r} does not exist; expected a run folder with model.onnx (rtb-dcn train --export)")
+    if not (run / 'model.onnx').is_file(): raise RtbError(f"run: {str(run / 'model.onnx')!r} does not exist; expected an exported run folder (rtb-dcn train, then rtb-dcn export --run {run})")
     spec = FeatureSpec.load(run)
     try:
         from rtb_dcn.export import onnx_session
