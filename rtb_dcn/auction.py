@@ -15,15 +15,13 @@ from fastcore.script import call_parse
 from tqdm.auto import tqdm
 from .config import RtbError
 from .bidding import MarketStats, Strategy, make_strategy, strategy_name, check_pctr, _prices, STRATEGIES
+from .units import cpm_to_cost, cost_to_cpm
 
 # %% auto #0
-__all__ = ['PRICE_UNITS_PER_CURRENCY', 'REPLAY_FORMATS', 'DEFAULT_GRIDS', 'whole_bids', 'replay_counts', 'replay_loop',
-           'check_replay_log', 'score_onnx', 'replay_log', 'ReplayResult', 'check_budget_props', 'replay', 'tune',
-           'auction_table', 'auction_replay_cli']
+__all__ = ['REPLAY_FORMATS', 'DEFAULT_GRIDS', 'whole_bids', 'replay_counts', 'replay_loop', 'check_replay_log', 'score_onnx',
+           'replay_log', 'ReplayResult', 'check_budget_props', 'replay', 'tune', 'auction_table', 'auction_replay_cli']
 
 # %% ../nbs/17_auction.ipynb #0f27fa10
-PRICE_UNITS_PER_CURRENCY = 1000  # CPM prices: one impression at price z costs z / 1000 currency units (fen)
-
 def whole_bids(bid_prices) -> np.ndarray:
     "Bids in whole price units (truncated); NaN/inf or negative bids are a strategy bug."
     b = np.trunc(np.asarray(bid_prices, dtype=np.float64))
@@ -126,7 +124,7 @@ def replay_log(path, fmt: str = 'yzp', run=None, pctr_column: str | None = None,
 # %% ../nbs/17_auction.ipynb #a54c372c
 @dataclass
 class ReplayResult:
-    "The outcome of one replay. Money in currency units (fen for iPinYou); see the notebook for the units."
+    "The outcome of one replay. Money in price units (fen for iPinYou; `rtb_dcn.units`); prices are CPM."
     strategy: str; param: float; budget_prop: float; budget: float
     bids: int; imps: int; clicks: int; spend: float
     win_rate: float; ctr: float; ecpm: float; ecpc: float; profit: float
@@ -162,9 +160,9 @@ def replay(strategy: Strategy, log: pd.DataFrame, budget_props=(16,), first_pric
     out = []
     for i, k in enumerate(props):
         bids, imps, clk = int(r['bids'][i]), int(r['imps'][i]), int(r['clicks'][i])
-        spend = float(r['cost'][i]) / PRICE_UNITS_PER_CURRENCY
-        out.append(ReplayResult(strategy.name, strategy.param, k, float(budgets[i]) / PRICE_UNITS_PER_CURRENCY, bids, imps, clk, spend,
-                                _div(imps, bids), _div(clk, imps), _div(spend * PRICE_UNITS_PER_CURRENCY, imps), _div(spend, clk),
+        spend = cpm_to_cost(float(r['cost'][i]))
+        out.append(ReplayResult(strategy.name, strategy.param, k, cpm_to_cost(float(budgets[i])), bids, imps, clk, spend,
+                                _div(imps, bids), _div(clk, imps), _div(cost_to_cpm(spend), imps), _div(spend, clk),
                                 clk * v - spend, v, len(z), bool(r['cost'][i] >= budgets[i]), first_price))
     return out
 
@@ -236,7 +234,7 @@ def auction_replay_cli(
     first_price: bool = False,    # a won impression costs the bid instead of the market price
     run: str = None,              # run folder (artifacts/<run>) whose model.onnx scores ipinyou logs
     pctr_column: str = None,      # take pCTR from this column of an ipinyou log (true_pctr: the oracle bidder)
-    cpc_value: float = None,      # value of a click in currency units for profit and truth (default: training eCPC)
+    cpc_value: float = None,      # value of a click in price units (fen) for profit and truth (default: training eCPC)
     seed: int = 0,                # seed of the random strategy
     nrows: int = None,            # read only the first rows of each log
     json: bool = False,           # print one JSON object instead of a table

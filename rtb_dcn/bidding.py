@@ -11,6 +11,7 @@ from collections.abc import Mapping   # not typing.Mapping: its isinstance() is 
 from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from .config import RtbError
+from .units import cpm_to_cost, cost_to_cpm
 
 # %% auto #0
 __all__ = ['WIN_FUNCTIONS', 'STRATEGIES', 'ALIASES', 'win_curve', 'win_function', 'fit_win_c', 'check_pctr', 'MarketStats',
@@ -70,11 +71,11 @@ def check_pctr(pctr, name: str = 'pctr') -> np.ndarray:
 
 @dataclass
 class MarketStats:
-    "Training-log statistics the strategies need (prices in the log's price units, eCPC in currency units)."
+    "Training-log statistics the strategies need (CPM prices and the eCPC amount, both in the log's price unit)."
     mean_pctr: float      # mean pCTR of the training log (base of theta = pCTR / mean_pctr)
     c_ratio: int          # c of the win function b / (b + c)
     c_exp: int            # c of the win function 1 - exp(-b / c)
-    ecpc: float           # training eCPC: sum(market_price) / 1000 / clicks (NaN without clicks)
+    ecpc: float           # training eCPC: cpm_to_cost(sum(market_price)) / clicks, price units (NaN without clicks)
     max_price: int        # largest training market price
     rows: int = 0
     clicks: int = 0
@@ -87,7 +88,7 @@ class MarketStats:
         if p.mean() <= 0: raise RtbError("pctr: every training pCTR is 0; expected a positive mean pCTR")
         k = int(np.asarray(clicks).sum()) if clicks is not None else 0
         return cls(float(p.mean()), fit_win_c(z, 'ratio'), fit_win_c(z, 'exp'),
-                   float(z.sum() / 1000 / k) if k else float('nan'), int(z.max()), len(z), k)
+                   float(cpm_to_cost(z.sum()) / k) if k else float('nan'), int(z.max()), len(z), k)
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -187,9 +188,9 @@ class OrtbExpBid(Strategy):
         return c * (k - _w_of_exp(k))
 
 class TruthfulBid(Strategy):
-    "Bid the expected value: 1000 x click value (currency units) x pCTR, in CPM price units."
+    "Bid the expected value: a click's value (price units) per mille x pCTR, a CPM price."
     name = 'truth'
-    def price(self, p): return 1000.0 * self.param * p
+    def price(self, p): return cost_to_cpm(self.param) * p    # (1000 v) pCTR, the float 1000.0 * v * pCTR gives
 
 # %% ../nbs/08_bidding.ipynb #2d19cc0a
 STRATEGIES: dict[str, type[Strategy]] = {c.name: c for c in (ConstBid, RandomBid, LinearBid, OrtbRatioBid, OrtbExpBid, TruthfulBid)}
@@ -216,7 +217,7 @@ def make_strategy(name: str, param: float | None = None, stats: MarketStats | No
 
 # %% ../nbs/08_bidding.ipynb #7a321fce
 class BudgetPacer:
-    "Per-campaign spend cap per time window (prices in the log's CPM price units; spend of one win = price / 1000)."
+    "Per-campaign spend cap per time window (budgets in price units; a win at CPM `price` spends `cpm_to_cost(price)`)."
     def __init__(self, budget: float | Mapping[str, float], window_s: float = 60.0, clock=_time.monotonic):
         if window_s <= 0: raise RtbError(f"pacing window: {window_s!r} is invalid; expected seconds > 0")
         self.budget, self.window_s, self.clock = budget, float(window_s), clock
@@ -230,13 +231,13 @@ class BudgetPacer:
         return s if w == self._window(now) else 0.0
     def allow(self, campaign: str, price: float, now: float | None = None) -> bool:
         "Whether a bid at CPM `price` fits the campaign's remaining budget in the current window."
-        return self.spent(campaign, now) + price / 1000.0 <= self._budget(campaign) + 1e-12
+        return self.spent(campaign, now) + cpm_to_cost(price) <= self._budget(campaign) + 1e-12
     def record_win(self, campaign: str, price_paid: float, now: float | None = None):
-        "Add a won impression's cost (CPM `price_paid` / 1000) to the campaign's spend in the current window."
+        "Add a won impression's cost (`cpm_to_cost(price_paid)`) to the campaign's spend in the current window."
         w = self._window(now)
         with self._lock:
             ow, s = self._spent.get(campaign, (w, 0.0))
-            self._spent[campaign] = (w, (s if ow == w else 0.0) + price_paid / 1000.0)
+            self._spent[campaign] = (w, (s if ow == w else 0.0) + cpm_to_cost(price_paid))
 
 # %% ../nbs/08_bidding.ipynb #51e4f6fb
 class BidShader:

@@ -10,6 +10,7 @@ from typing import Literal, Any
 import yaml
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
+from .units import CURRENCY, PRICE_SCALE
 
 # %% auto #0
 __all__ = ['Profile', 'RtbError', 'repo_root', 'Settings', 'profile_dir', 'load_settings']
@@ -70,9 +71,9 @@ class Settings(BaseSettings):
     tmax_margin_ms: float = Field(2.0, ge=0) # kept back from tmax for writing the answer
     strategy: str = 'lin'                    # bidding strategy of the default arm (rtb_dcn.bidding)
     strategy_param: float = 300.0            # its parameter (lin: base bid in price units)
-    currency: str = 'CNY'                    # currency of bids; price units per currency unit: price_scale
-    price_scale: float = Field(100.0, gt=0)  # log price units per currency unit (iPinYou: fen per CNY)
-    pacing_budget: float | None = None       # spend per campaign per pacing window (currency); None: no pacing
+    currency: str = CURRENCY['ipinyou']      # ISO-4217 currency of OpenRTB prices (bids, floors, wins) and pacing_budget (rtb_dcn.units)
+    price_scale: float = Field(PRICE_SCALE['ipinyou'], gt=0)  # price units (the log's: fen) per currency unit (CNY)
+    pacing_budget: float | None = None       # spend per campaign per pacing window, in currency units; None: no pacing
     pacing_window_s: float = Field(60.0, gt=0)  # pacing window
     shading: Literal['none', 'factor', 'win'] = 'win'  # first-price (at=1) bid shading
     shading_factor: float = Field(0.8, gt=0, le=1)  # shading 'factor': bid x factor

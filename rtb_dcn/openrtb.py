@@ -12,11 +12,12 @@ from typing import Any, Literal
 import numpy as np, pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .config import RtbError
+from .units import CURRENCY, PRICE_SCALE, to_currency, to_price_units
 
 # %% auto #0
-__all__ = ['NS', 'PRICE_SCALE', 'CURRENCY', 'OpenRtbError', 'Publisher', 'Banner', 'Imp', 'Site', 'App', 'Geo', 'Device', 'User',
-           'BidRequest', 'BidExt', 'Bid', 'SeatBid', 'BidResponse', 'validation_message', 'parse_bid_request',
-           'row_to_bid_request', 'request_format', 'bid_request_to_record', 'round_trip_records']
+__all__ = ['NS', 'OpenRtbError', 'Publisher', 'Banner', 'Imp', 'Site', 'App', 'Geo', 'Device', 'User', 'BidRequest', 'BidExt',
+           'Bid', 'SeatBid', 'BidResponse', 'validation_message', 'parse_bid_request', 'row_to_bid_request',
+           'request_format', 'bid_request_to_record', 'round_trip_records']
 
 # %% ../nbs/11_openrtb.ipynb #9f9ec4bc
 class OpenRtbError(RtbError):
@@ -134,8 +135,6 @@ def parse_bid_request(body: bytes | str | Mapping) -> BidRequest:
 
 # %% ../nbs/11_openrtb.ipynb #e8a51e78
 NS = 'rtb_dcn'                   # the namespace of our extension objects
-PRICE_SCALE = {'ipinyou': 100.0}  # log price units per currency unit (iPinYou: fen per CNY)
-CURRENCY = {'ipinyou': 'CNY'}
 _IMP_EXT = ('slotvisibility', 'slotformat', 'creative', 'keypage')
 _REQ_EXT = ('adexchange', 'advertiser', 'urlid', 'weekday', 'hour')
 
@@ -178,7 +177,7 @@ def row_to_bid_request(row: Mapping[str, Any], fmt: str, imp_id: str = '1') -> d
     floor = g('floor_price')
     if fmt == 'ipinyou':
         imp = req['imp'][0]
-        if floor is not None: imp.update(bidfloor=floor / PRICE_SCALE[fmt], bidfloorcur=CURRENCY[fmt])
+        if floor is not None: imp.update(bidfloor=to_currency(floor, PRICE_SCALE[fmt]), bidfloorcur=CURRENCY[fmt])
         imp['tagid'] = g('slotid')
         w, h = g('slotwidth'), g('slotheight')
         imp['banner'] = {'w': _int_str(w), 'h': _int_str(h)}
@@ -243,7 +242,7 @@ def bid_request_to_record(req: BidRequest | Mapping, imp: Imp | Mapping | None =
                'slotvisibility': _s(iext.get('slotvisibility')), 'slotformat': _s(iext.get('slotformat')),
                'creative': _s(iext.get('creative')), 'keypage': _s(iext.get('keypage')),
                'advertiser': _s(rext.get('advertiser')), 'usertag': _get(req, 'user', 'keywords'),
-               'slotprice': None if imp.bidfloor is None else imp.bidfloor * PRICE_SCALE['ipinyou']}
+               'slotprice': None if imp.bidfloor is None else to_price_units(imp.bidfloor, PRICE_SCALE['ipinyou'])}
     else:
         vals = _get(req, 'ext', NS, fmt) or {}
         if not isinstance(vals, Mapping): raise OpenRtbError(f"ext.{NS}.{fmt}: {type(vals).__name__} is invalid; expected an object of {fmt} fields")

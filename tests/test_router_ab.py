@@ -4,6 +4,7 @@ arm the splitter assigns; the X-RTB-Arm override header only counts when setting
 pacing budget the win notices have spent gets 204 `budget`."""
 import pytest
 from test_router import Server, runs  # noqa: F401  (`runs`: the session's trained run, a fixture)
+from rtb_dcn.units import PRICE_SCALE, to_price_units
 
 PRICE = {"a": 5.0, "b": 7.77}      # const bids of the arms (CNY CPM): the price tells the arm too
 
@@ -17,8 +18,8 @@ def ab(runs, tmp_path_factory):
     cfg = d / "ab.yaml"
     cfg.write_text(f"""salt: test-ab-salt
 arms:
-  - {{name: a, weight: 0.5, run: {runs['run']}, strategy: const, param: {PRICE['a'] * 100:g}, campaign: ca}}
-  - {{name: b, weight: 0.5, run: {runs['run2']}, strategy: const, param: {PRICE['b'] * 100:g}, campaign: cb}}
+  - {{name: a, weight: 0.5, run: {runs['run']}, strategy: const, param: {to_price_units(PRICE['a'], PRICE_SCALE['ipinyou']):g}, campaign: ca}}
+  - {{name: b, weight: 0.5, run: {runs['run2']}, strategy: const, param: {to_price_units(PRICE['b'], PRICE_SCALE['ipinyou']):g}, campaign: cb}}
 """)
     reqs = []
     for row in read_dataset(runs["data"], "ipinyou", nrows=300).to_dict("records"):
