@@ -150,22 +150,29 @@ def clear_exports(run_dir: Path) -> list[str]:
         elif p.exists() or p.is_symlink(): p.unlink(); gone.append(n)
     return gone
 
-def train(cfg: TrainConfig, data: str | Path, run_dir: str | Path, nrows: int | None = None,
+def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
           chunk_rows: int | None = None, on_bad_lines: str = 'error', verbose: bool = True) -> dict:
-    "Train `cfg` on file `data`; write the run folder `run_dir`; return metrics.json's content."
+    "Train `cfg` on `data` (a log file, or a canonical DataFrame split in memory the same way); write the run folder `run_dir`; return metrics.json's content."
     import keras, tensorflow as tf
-    from rtb_dcn.data import iter_split, SCHEMAS
+    import pandas as pd
+    from rtb_dcn.data import iter_split, split_frame, SCHEMAS
     from rtb_dcn.features import FeatureSpec
     from rtb_dcn.models import model_from_config
     from rtb_dcn.layers import FusedAdam
     s = load_settings()
     chunk_rows = chunk_rows or s.chunk_rows
-    data, run_dir = Path(data), Path(run_dir)
+    run_dir = Path(run_dir)
     mcfg = cfg.to_model_config()
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    part = lambda name: (lambda: iter_split(data, cfg.format, name, fractions=cfg.fractions, seed=cfg.seed,
-                                            chunk_rows=chunk_rows, nrows=nrows, on_bad_lines=on_bad_lines))
+    if isinstance(data, pd.DataFrame):   # rtb_dcn.run.train_frame: the rows iter_split would give, from memory
+        parts = split_frame(data.iloc[:nrows] if nrows else data, cfg.fractions, cfg.seed)
+        part = lambda name: (lambda: iter([parts[name]]))
+        data = data.attrs.get('name') or f'<frame of {len(data):,} rows>'
+    else:
+        data = Path(data)
+        part = lambda name: (lambda: iter_split(data, cfg.format, name, fractions=cfg.fractions, seed=cfg.seed,
+                                                chunk_rows=chunk_rows, nrows=nrows, on_bad_lines=on_bad_lines))
     t0 = time.time()
     spec = FeatureSpec.fit(part('train')(), SCHEMAS[cfg.format], min_count=cfg.min_count, seed=cfg.seed, fmt=cfg.format)
     n_train = spec.n_rows_fit
