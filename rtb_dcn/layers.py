@@ -246,18 +246,6 @@ class FieldEmbedding(keras.layers.Layer):
         table, start, stop = self.field_rows(j)
         return table[start:stop]
 
-    def load_own_variables(self, store):
-        "Load the stacked tables; files saved with one `Embedding` sublayer per field (before 2026-11) load too."
-        if len(store) == 0 and hasattr(store, '_h5_entry_path') and len(self.dims) > 0:
-            base = store._h5_entry_path                              # legacy layout: <layer>/tables/embedding[_j]/vars/0
-            paths = [f"{base}/tables/{'embedding' if j == 0 else f'embedding_{j}'}" for j in range(len(self.dims))]
-            if all(store.has_path(p) for p in paths):
-                per_field = [np.asarray(store.get(p)['0']) for p in paths]
-                for (_, fields), table in zip(self.groups, self.tables):
-                    table.assign(np.concatenate([per_field[j] for j in fields], axis=0))
-                return
-        super().load_own_variables(store)
-
     def compute_output_shape(self, ids_shape): return (ids_shape[0], sum(self.dims))
 
     def get_config(self):
