@@ -128,11 +128,11 @@ def main():
     ens = []
     if len(members) >= 2:
         import keras
-        from rtb_dcn.export import load_run
+        from rtb_dcn.run import Run
         from rtb_dcn.ensembles import fit_ensemble
         specs, models = [], []
         for n in members:
-            _, spec, model = load_run(RUNS / n); specs.append(spec); models.append(model)
+            r = Run(RUNS / n); specs.append(r.spec); models.append(r.keras_model())
         for n, s in zip(members[1:], specs[1:]):
             if s.to_dict()['categorical'] != specs[0].to_dict()['categorical']:
                 raise SystemExit(f"{n}: its FeatureSpec differs from {members[0]}'s; the ensemble needs one encoder")
