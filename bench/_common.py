@@ -45,12 +45,13 @@ def repo_relative(obj):
     return obj
 
 def dump_json(path: Path, obj: dict) -> Path:
-    "Write `obj` as indented JSON with repository-relative paths."
+    "Write `obj` as indented JSON with repository-relative paths (every JSON a benchmark writes goes through here)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(repo_relative(obj), indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + '\n')
     return path
 
 def write_json(name: str, obj: dict) -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
+    "dump_json into the benchmarks' output folder."
     return dump_json(OUT / name, obj)
 
 def log(*a):

@@ -11,12 +11,13 @@ Vectorised timings include pricing the bids (strategy.bids). The log is campaign
 concatenated (300,000 rows); budget = total cost / --budget-prop (1: every row is replayed).
 Writes report/benchmarks/auction.json and prints a one-line summary.
 """
-import argparse, json, platform, sys, time
+import argparse, platform, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from rtb_dcn.config import load_settings, repo_root
 from rtb_dcn.bidding import MarketStats, make_strategy
 from rtb_dcn.auction import replay_counts, replay_loop, replay_log, check_replay_log
+from _common import dump_json
 
 CASES = [('const', 80), ('rand', 150), ('lin', 75), ('lin', 300), ('ortb1', 300), ('ortb2', 300), ('truth', None)]
 
@@ -57,7 +58,7 @@ def main():
                python=platform.python_version(), numpy=np.__version__, machine=platform.machine(), processor=platform.processor(),
                identical_results=True, min_speedup=min(sp), median_speedup=float(np.median(sp)),
                min_speedup_vs_lean_loop=min(sq), median_speedup_vs_lean_loop=float(np.median(sq)), goal_speedup=20, cases=rows)
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1) + '\n')
+    out = dump_json(Path(a.out), res)
     print(f"bench_auction: {len(rows)} strategy/parameter cases on {len(z):,} auctions: vectorised "
           f"{np.median([r['vectorised_rows_per_s'] for r in rows]):,.0f} rows/s vs loop {np.median([r['loop_rows_per_s'] for r in rows]):,.0f} rows/s "
           f"(median), speedup {min(sp):.0f}x-{max(sp):.0f}x (goal >= 20x; {min(sq):.1f}x-{max(sq):.1f}x vs the lean loop over precomputed bids), "

@@ -6,11 +6,12 @@ Writes report/benchmarks/data.json and prints a one-line summary. The input is a
 (rtb_dcn.synth, Kaggle train.txt format) generated once under data/bench/. Peak memory is measured in
 fresh subprocesses (ru_maxrss), each streaming the file chunk by chunk with `iter_dataset`.
 """
-import argparse, json, os, platform, resource, subprocess, sys, time
+import argparse, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _common import dump_json
 
 PEAK = r'''
 import resource, sys, time
@@ -55,8 +56,7 @@ def main():
         reader_rows_per_s=dict(rows=a.rows_speed, best_of_3=best['rows_per_s'], runs=[r['rows_per_s'] for r in speed]),
         peak_rss=dict(small=small, big=big, ratio=big['peak_rss_mb'] / small['peak_rss_mb'], goal='<= 1.2'),
         when=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=1) + '\n')
+    dump_json(Path(a.out), res)
     print(f"bench_data: reader {best['rows_per_s']:,.0f} rows/s on {a.rows_speed:,} Criteo rows; peak RSS "
           f"{small['peak_rss_mb']:.0f} MB ({a.rows_small:,} rows) vs {big['peak_rss_mb']:.0f} MB ({a.rows_big:,} rows): "
           f"ratio {res['peak_rss']['ratio']:.2f} -> {a.out}")

@@ -5,14 +5,14 @@
 Measures: fit time, batch `encode` rows/s, single-record `encode_record` latency (median, p99) on records of
 raw values (str/None categoricals, float/None dense), as the bidder receives them. Writes JSON, prints one line.
 """
-import argparse, json, os, platform, sys, tempfile, time
+import argparse, os, platform, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from rtb_dcn.config import repo_root
 from rtb_dcn.features import FeatureSpec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command
+from _common import command, dump_json
 
 DENSE = [f'I{i}' for i in range(1, 14)]
 CAT = [f'C{i}' for i in range(1, 27)]
@@ -83,8 +83,7 @@ def main():
            'record_equals_batch_first_200': ok,
            'machine': {'python': platform.python_version(), 'cpus': os.cpu_count(), 'platform': platform.platform(),
                        'numpy': np.__version__, 'pandas': pd.__version__}}
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + '\n')
+    out = dump_json(Path(a.out), res)
     print(f"features: fit {a.rows:,} rows {t_fit:.2f}s | encode {res['encode_rows_per_s']:,.0f} rows/s | "
           f"encode_record median {res['record_us_median']} µs, p99 {res['record_us_p99']} µs "
           f"({len(recs):,} Criteo records) -> {out}")

@@ -32,7 +32,7 @@ import argparse, json, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT, command, machine, log, rel
+from _common import ROOT, command, machine, log, rel, dump_json
 from _bound import fit_bound
 
 OUT = ROOT / 'report' / 'benchmarks'
@@ -169,7 +169,7 @@ def run_size(n: int, cfg, exp: str, Cs, reuse: bool, n_jobs: int) -> dict:
                                              fit_seconds=m_dcn['fit_seconds'], keras_test_auc=m_dcn['auc']),
              bound=dict(columns=len(lr.coef_[0]), groups=groups, C=float(lr.C), C_tried=tried, fit_seconds=t_bound),
              auctions=tab.to_dict('records'), seconds=time.time() - t0)
-    res_file.write_text(json.dumps(r, indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + '\n')
+    dump_json(res_file, r)
     return r
 
 def plot(tab: pd.DataFrame, dcns: list[str], path: Path):
@@ -247,7 +247,7 @@ def main():
                for e, c in cfgs.items()}, strategies=STRATS, budget_props=PROPS, goal_share_of_oracle=GOAL,
                machine=machine(), seconds=time.time() - t0, summary=summary,
                sizes=[{**r, 'experiment': e} for (n, e), r in results.items()])
-    (OUT / 'oracle_share.json').write_text(json.dumps(res, indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + '\n')
+    dump_json(OUT / 'oracle_share.json', res)
     last = max((s for s in summary if s['experiment'] == exps[0]), key=lambda s: s['rows'])
     best = max((s for s in summary if s['rows'] == last['rows']), key=lambda s: s['dcn_share_of_oracle']['median'])
     print(f"bench_oracle_share: {len(sizes)} sizes x {len(exps)} DCN experiments; at {last['rows']:,} rows ({last['train_clicks']:,} training "

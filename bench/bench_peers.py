@@ -19,7 +19,7 @@ import argparse, json, os, subprocess, sys, time, venv
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import DATA, NROWS, CONFIG, RUNS, ROOT, OUT, ensure_data, command, machine, write_json, log
+from _common import DATA, NROWS, CONFIG, RUNS, ROOT, OUT, ensure_data, command, machine, write_json, dump_json, log
 
 VENVS = ROOT / '.bench_venvs'
 ARRAYS = ROOT / 'data' / 'bench' / 'peers'
@@ -61,7 +61,7 @@ def export_arrays(cfg, out: Path) -> dict:
     meta = dict(cat=[f.name for f in spec.cat_fields], cardinalities=[f.cardinality for f in spec.cat_fields],
                 dense=[f.name for f in spec.dense_fields], rows={k: len(v) for k, v in parts.items()},
                 data=str(DATA.relative_to(ROOT)), nrows=NROWS, spec=src)
-    meta_f.write_text(json.dumps(meta, indent=1) + '\n')
+    dump_json(meta_f, meta)
     return meta
 
 def run(cmd, env=None):
