@@ -9,33 +9,16 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
 from .config import RtbError, load_settings
+from .run import Run
 
 # %% auto #0
-__all__ = ['load_scoring_run', 'score_chunks', 'evaluate_run', 'evaluate_cli']
+__all__ = ['score_chunks', 'evaluate_run', 'evaluate_cli']
 
 # %% ../nbs/06a_evaluate.ipynb #3eb1927a
-def load_scoring_run(run_dir, threads: int = 2):
-    "(run folder, FeatureSpec, onnxruntime session, output name) of an exported run."
-    from rtb_dcn.features import FeatureSpec
-    from rtb_dcn.export import onnx_session
-    p = Path(run_dir)
-    if not p.exists() and not p.is_absolute() and (load_settings().artifacts_dir / p).is_dir(): p = load_settings().artifacts_dir / p
-    if not p.is_dir(): raise RtbError(f"run: {str(p)!r} is not a folder; expected a run folder artifacts/<run>/")
-    if not (p / 'model.onnx').is_file():
-        raise RtbError(f"{p}: model.onnx is missing; expected an exported run (run `rtb-dcn export --run {p}` first)")
-    spec = FeatureSpec.load(p / 'input_spec.json')
-    sess = onnx_session(p / 'model.onnx', threads=threads)
-    names = [i.name for i in sess.get_inputs()]
-    if names != ['cat_ids', 'dense']: raise RtbError(f"{p / 'model.onnx'}: inputs {names}; expected ['cat_ids', 'dense']")
-    return p, spec, sess, sess.get_outputs()[0].name
-
-def score_chunks(spec, sess, chunks, out_name: str = 'pctr', batch_size: int = 65536):
-    "Yield (labels, pCTR, true pCTR) per canonical chunk, scored through ONNX Runtime."
+def score_chunks(run: Run, chunks, batch_size: int = 65536):
+    "Yield (labels, pCTR, true pCTR) per canonical chunk, scored by `run.score` (its spec, its model.onnx in ONNX Runtime)."
     for ch in chunks:
-        ids, dense = spec.encode(ch)
-        p = np.concatenate([sess.run([out_name], {'cat_ids': ids[i:i + batch_size], 'dense': dense[i:i + batch_size]})[0].ravel()
-                            for i in range(0, max(len(ids), 1), batch_size)]) if len(ids) else np.empty(0, np.float32)
-        yield ch['label'].to_numpy(), p, ch['true_pctr'].to_numpy()
+        yield ch['label'].to_numpy(), run.score(ch, batch_rows=batch_size), ch['true_pctr'].to_numpy()
 
 def evaluate_run(run_dir, data, fmt: str | None = None, nrows: int | None = None, chunk_rows: int | None = None,
                  on_bad_lines: str = 'error', progress: bool = False) -> dict:
@@ -43,13 +26,14 @@ def evaluate_run(run_dir, data, fmt: str | None = None, nrows: int | None = None
     from rtb_dcn.data import iter_dataset
     from rtb_dcn.train import ctr_metrics
     from rtb_dcn.synth import oracle_metrics
-    p, spec, sess, out = load_scoring_run(run_dir)
+    run = Run(run_dir).require('model.onnx', 'input_spec.json')
+    p, spec = run.path, run.spec
     fmt = fmt or spec.fmt
     if spec.fmt and fmt != spec.fmt:
         raise RtbError(f"format: {fmt!r} does not match the run's input spec ({spec.fmt!r}); expected a {spec.fmt} log for run {p.name}")
     t0 = time.perf_counter()
     reader = iter_dataset(data, fmt, chunk_rows=chunk_rows, nrows=nrows, on_bad_lines=on_bad_lines, progress=progress)
-    parts = list(score_chunks(spec, sess, reader, out))
+    parts = list(score_chunks(run, reader))
     if not sum(len(y) for y, _, _ in parts):
         raise RtbError(f"{data}: no data rows to score (nrows={nrows}, {reader.stats.skipped} bad line(s) skipped); "
                        f"expected at least one {fmt} row")
