@@ -76,24 +76,9 @@ def check_replay_log(df: pd.DataFrame, name: str = 'log') -> tuple[np.ndarray, n
     return df[lab].to_numpy().astype(np.int64), z, p
 
 def score_onnx(df: pd.DataFrame, run_dir, batch_rows: int = 65_536) -> np.ndarray:
-    "pCTR of each row of a canonical frame from a run folder's input_spec.json + model.onnx."
-    from rtb_dcn.features import FeatureSpec
-    run = Path(run_dir)
-    if not (run / 'model.onnx').is_file(): raise RtbError(f"run: {str(run / 'model.onnx')!r} does not exist; expected an exported run folder (rtb-dcn train, then rtb-dcn export --run {run})")
-    spec = FeatureSpec.load(run)
-    try:
-        from rtb_dcn.export import onnx_session
-        sess = onnx_session(run / 'model.onnx')
-    except ImportError:
-        import onnxruntime as ort
-        sess = ort.InferenceSession(str(run / 'model.onnx'), providers=['CPUExecutionProvider'])
-    names = [i.name for i in sess.get_inputs()]
-    out = []
-    for s in range(0, len(df), batch_rows):
-        ids, dense = spec.encode(df.iloc[s:s + batch_rows])
-        feed = {'cat_ids': ids.astype(np.int64), 'dense': dense.astype(np.float32)}
-        out.append(np.asarray(sess.run(['pctr'], {k: v for k, v in feed.items() if k in names})[0], np.float64).ravel())
-    return np.concatenate(out) if out else np.zeros(0)
+    "pCTR (float64) of each row of a canonical frame: `Run.score`, the run's input_spec.json encoder + model.onnx."
+    from rtb_dcn.run import Run
+    return Run(run_dir).score(df, batch_rows=batch_rows).astype(np.float64)
 
 def replay_log(path, fmt: str = 'yzp', run=None, pctr_column: str | None = None, nrows: int | None = None) -> pd.DataFrame:
     "Read a log for the replay: a frame with click, market_price, pctr (checked)."
