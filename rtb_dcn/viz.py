@@ -12,21 +12,12 @@ import pandas as pd
 from fastcore.script import call_parse
 from .config import RtbError, load_settings
 from .features import FeatureSpec, MISSING_ID, OOV_ID, FIRST_ID
+from .run import Run
 
 # %% auto #0
-__all__ = ['PROJECTIONS', 'COLORS', 'load_run', 'field_embeddings', 'value_stats', 'project_2d', 'plot_embedding_projection',
-           'save_figure', 'weight_groups', 'plot_weight_histograms', 'gradient_histograms', 'plot_gradient_histograms',
-           'viz_run', 'viz_cli']
-
-# %% ../nbs/07_viz.ipynb #d809fae7
-def load_run(run_dir: str | Path):
-    "(Keras model, FeatureSpec) of a run folder written by `rtb_dcn.train.train`."
-    run_dir = Path(run_dir)
-    f = run_dir / 'model.keras'
-    if not f.is_file(): raise RtbError(f"run: {str(run_dir)!r} has no model.keras; expected a run folder written by `rtb-dcn train`")
-    import keras
-    import rtb_dcn.layers  # registers Cross, CrossNet, FieldEmbedding
-    return keras.models.load_model(f), FeatureSpec.load(run_dir)
+__all__ = ['PROJECTIONS', 'COLORS', 'field_embeddings', 'value_stats', 'project_2d', 'plot_embedding_projection', 'save_figure',
+           'weight_groups', 'plot_weight_histograms', 'gradient_histograms', 'plot_gradient_histograms', 'viz_run',
+           'viz_cli']
 
 # %% ../nbs/07_viz.ipynb #92396038
 def _field_index(spec: FeatureSpec, field: str) -> int:
@@ -260,8 +251,8 @@ def viz_run(run_dir: str | Path,                   # run folder (model.keras, in
     import yaml
     from rtb_dcn.data import read_dataset
     from rtb_dcn.train import batches
-    run_dir = Path(run_dir)
-    model, spec = load_run(run_dir)
+    run = Run(run_dir)
+    run_dir, model, spec = run.path, run.keras_model(), run.spec
     for m in methods:
         if m not in PROJECTIONS: raise RtbError(f"method: {m!r} is not a projection; expected one of {', '.join(PROJECTIONS)}")
     fields = list(fields) if fields else [f.name for f in sorted(spec.cat_fields, key=lambda f: -f.cardinality)[:2]]
@@ -305,8 +296,7 @@ def viz_cli(
     if run is None: raise RtbError("run: missing; expected --run RUN_FOLDER (e.g. artifacts/DCN_default)")
     if data is None: raise RtbError("data: missing; expected --data FILE, a log to compute value frequencies and CTR on")
     s = load_settings(seed=seed)
-    run_dir = Path(run)
-    if not run_dir.is_dir() and (s.artifacts_dir / run).is_dir(): run_dir = s.artifacts_dir / run
+    run_dir = Run(run, s).path
     if not Path(data).exists(): raise RtbError(f"data: {data!r} does not exist; expected a log file")
     flds = [f.strip() for f in fields.split(',') if f.strip()] if fields else None
     meths = [m.strip() for m in methods.split(',') if m.strip()]
