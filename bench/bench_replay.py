@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 from rtb_dcn.config import repo_root
 from rtb_dcn.featurestore import free_port, start_redis
-from rtb_dcn.stream import (replay, HttpSink, RedisStreamSink, KinesisSink, request_events, Event, summary_line)
+from rtb_dcn.stream import replay, request_events, summary_line
+from rtb_dcn.sinks import HttpSink, RedisStreamSink, KinesisSink, Event
 
 ROOT = repo_root()
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'evaluate':     ('rtb_dcn.evaluate', 'evaluate_cli',    "score a log through a run's ONNX model: auc, logloss, NE, calibration"),
     'viz':          ('rtb_dcn.viz',     'viz_cli',          'embedding projections (UMAP/t-SNE), weight and gradient histograms of a run -> PNG'),
     'auction-replay': ('rtb_dcn.auction', 'auction_replay_cli', 'counterfactual auction replay of bidding strategies under a budget'),
-    'model-server': ('rtb_dcn.scoring', 'model_server_cli', "serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible)"),
+    'model-server': ('rtb_dcn.model_server', 'model_server_cli', "serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible)"),
     'serve':        ('rtb_dcn.router',  'serve_cli',        'serve the bidding router: OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload'),
     'features':     ('rtb_dcn.featurestore', 'features_cli', 'fill the feature store (in-process JSON or Redis) with per-user/context aggregates'),
     'replay':       ('rtb_dcn.stream',  'replay_cli',       'replay a log as timestamped OpenRTB requests, open loop, into a sink (http/file/redis/kinesis/kafka)'),

@@ -178,7 +178,7 @@ def read_locust_stats(prefix) -> dict:
     return {'aggregated': rows.pop('Aggregated', None), 'by_name': rows}
 
 def _base_url(target: str) -> str:
-    from rtb_dcn.stream import _url_host_port
+    from rtb_dcn.sinks import _url_host_port
     _url_host_port(target)
     return target.rstrip('/')
 
@@ -189,7 +189,7 @@ def loadtest(target: str, scenario: str = 'steady', endpoint: str = 'bid', data=
              out_dir=None, name: str | None = None, seed: int | None = None, path: str | None = None,
              timeout_s: float = 5.0, label: str | None = None, progress: bool = True) -> dict:
     "Run one headless Locust scenario against `target` (a base URL); returns the summary (also `PREFIX_locust.json`)."
-    from rtb_dcn.stream import check_reachable, run_async
+    from rtb_dcn.sinks import check_reachable, run_async
     _check_choice('scenario', scenario, SCENARIOS); _check_choice('endpoint', endpoint, ENDPOINTS)
     if not (duration and duration > 0): raise RtbError(f"duration: {duration!r} is invalid; expected seconds > 0")
     if not (spawn_rate and spawn_rate > 0): raise RtbError(f"spawn_rate: {spawn_rate!r} is invalid; expected users/s > 0")

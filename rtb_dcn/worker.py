@@ -299,7 +299,7 @@ class RouterClient:
     async def open(self):
         import httpx
         if self.target:
-            from rtb_dcn.stream import _url_host_port
+            from rtb_dcn.sinks import _url_host_port
             _url_host_port(self.target); await check_reachable(self.target)
             self.client = httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers,
                                             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency))

@@ -37,7 +37,7 @@ def _cmd(*args) -> list[str]:
     "`rtb-dcn model-server ARGS` (through the dispatcher with the command added, until cli.py registers it)."
     from rtb_dcn.cli import COMMANDS
     if "model-server" in COMMANDS: return [str(BIN / "rtb-dcn"), "model-server", *map(str, args)]
-    boot = ("import sys; from rtb_dcn import cli; cli.COMMANDS['model-server'] = ('rtb_dcn.scoring', 'model_server_cli', ''); "
+    boot = ("import sys; from rtb_dcn import cli; cli.COMMANDS['model-server'] = ('rtb_dcn.model_server', 'model_server_cli', ''); "
             "sys.exit(cli.run_command(sys.argv[1:]))")
     return [sys.executable, "-c", boot, "model-server", *map(str, args)]
 
@@ -94,7 +94,8 @@ def test_health_and_metadata(server):
 
 
 def test_kserve_scorer_matches_in_process_onnx(server, run_dir, batch):
-    from rtb_dcn.scoring import KServeScorer, OnnxScorer, MicroBatcher, make_scorer
+    from rtb_dcn.scoring import KServeScorer, OnnxScorer, make_scorer
+    from rtb_dcn.microbatch import MicroBatcher
     import asyncio
     url, _ = server
     ids, dense = batch

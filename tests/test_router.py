@@ -280,7 +280,7 @@ def test_reload_under_load(server, runs, requests_):
 
 def test_scorer_failure_is_204_counted(runs, requests_, tmp_path):
     "A router scoring through a remote KServe-v2 model server: the model server dies -> 204 no-bids, counted, no 5xx."
-    from rtb_dcn.scoring import create_model_server, ServerThread
+    from rtb_dcn.model_server import create_model_server, ServerThread
     ms = ServerThread(create_model_server(runs["run"])).start()
     s = Server({"RTB_RUN_DIR": runs["run"], "RTB_SCORER": "kserve", "RTB_SCORER_URL": ms.url, "RTB_SCORER_TIMEOUT_MS": 500,
                 "RTB_FEATURE_STORE": "none", "RTB_MICRO_BATCHING": "false", "RTB_BID_LOG": tmp_path / "b.jsonl", "RTB_TMAX_DEFAULT_MS": 2000}, tmp_path)

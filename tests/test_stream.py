@@ -103,7 +103,7 @@ def test_bad_input_is_one_line_exit_2(runs, tmp_path):
 
 def test_server_errors_are_counted_and_the_replay_goes_on(runs, tmp_path):
     "A target that answers 503 and then dies: every request is accounted for, by kind."
-    from rtb_dcn.scoring import ServerThread
+    from rtb_dcn.model_server import ServerThread
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     app, seen = FastAPI(), [0]
@@ -205,7 +205,7 @@ def test_kinesis_partial_failures_are_retried_then_reported():
     "botocore Stubber: 3 of 5 records fail, then 1 of the 3 keeps failing past max_retries -> reported with its code."
     import asyncio, boto3
     from botocore.stub import Stubber
-    from rtb_dcn.stream import KinesisSink, Event
+    from rtb_dcn.sinks import KinesisSink, Event
     c = boto3.client("kinesis", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     ok = {"ShardId": "shardId-000000000000", "SequenceNumber": "1"}
     bad = {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
