@@ -250,8 +250,9 @@ async def openrtb_bid(request: Request):
 async def win_notice(win: WinNotice, st: State):
     key = f'{win.id}:{win.impid}'
     if key not in st.open_bids: return _json(404, f"id: no open bid {key!r}; expected the id and impid of a bid this router made")
-    arm, campaign, bid_price = st.open_bids.pop(key)
+    arm, campaign, bid_price = st.open_bids[key]
     if win.price > bid_price + 1e-9: return _json(400, f"price: {win.price} is above the bid {bid_price}; expected a clearing price <= the bid")
+    del st.open_bids[key]                    # only a valid notice closes the bid: a refused one can be corrected
     w = st.wins[arm]; w['wins'] += 1; w['spend'] += win.price / 1000
     st.metrics.wins.labels(arm).inc(); st.metrics.spend.labels(arm).inc(win.price / 1000)
     if st.pacer is not None: st.pacer.record_win(campaign, win.price * st.s.price_scale)
