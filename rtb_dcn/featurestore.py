@@ -15,8 +15,7 @@ from .config import RtbError
 
 # %% auto #0
 __all__ = ['log', 'CONTEXT_FIELDS', 'GLOBAL_KEY', 'PRIOR_STRENGTH', 'feature_keys', 'aggregate_features', 'FeatureStore',
-           'InProcessStore', 'RedisStore', 'free_port', 'start_redis', 'compute_aggregates', 'load_features',
-           'prior_ctr', 'features_cli']
+           'InProcessStore', 'RedisStore', 'compute_aggregates', 'load_features', 'prior_ctr', 'features_cli']
 
 # %% ../nbs/12_featurestore.ipynb #8701b47c
 log = logging.getLogger('rtb_dcn.featurestore')
@@ -129,28 +128,6 @@ class RedisStore:
         return ok
 
     def close(self): self.pool.disconnect()
-
-# %% ../nbs/12_featurestore.ipynb #ccdd866a
-def free_port() -> int:
-    "A free TCP port on 127.0.0.1."
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-def start_redis(port: int | None = None, timeout_s: float = 10.0) -> tuple[subprocess.Popen, int]:
-    "Start a throw-away `redis-server` on 127.0.0.1 (no persistence); returns (process, port)."
-    import shutil, subprocess, redis
-    exe = shutil.which('redis-server')
-    if not exe: raise RtbError("redis-server: not found on PATH; expected Debian's redis-server (apt-get install redis-server)")
-    port = port or free_port()
-    p = subprocess.Popen([exe, '--port', str(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while time.time() - t0 < timeout_s:
-        try:
-            if redis.Redis(port=port, socket_timeout=0.2).ping(): return p, port
-        except Exception: time.sleep(0.05)
-    p.kill(); raise RtbError(f"redis-server: did not answer on 127.0.0.1:{port} within {timeout_s}s")
 
 # %% ../nbs/12_featurestore.ipynb #b7081f7c
 def compute_aggregates(data, fmt: str, nrows: int | None = None, chunk_rows: int | None = None,

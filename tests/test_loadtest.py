@@ -1,36 +1,27 @@
 """`rtb-dcn loadtest` as a user runs it (subprocess, headless Locust in its own process) against the real router
 (`rtb-dcn serve` / uvicorn subprocess on 127.0.0.1, two A/B arms, the override header on), then the
 latency/throughput runbook rendered with papermill from the CSVs it wrote (mode csv). Bad input: one line, exit 2."""
-import json, os, subprocess, sys
+import json
 from pathlib import Path
 import pytest
-from conftest import ROOT, BIN
-from test_router import runs, Server   # noqa: F401  (the session fixture that trains + exports a small iPinYou run)
+from conftest import ROOT, run_cli
+from test_router import runs   # noqa: F401  (the session fixture that trains + exports a small iPinYou run)
 
 
 def cli(command, *args, timeout=120):
-    "`rtb-dcn <command> ...` once registered in the CLI; until then the same dispatcher with the command added."
-    from rtb_dcn.cli import COMMANDS
-    args = [str(a) for a in args]
-    if command in COMMANDS: cmd = [str(BIN / "rtb-dcn"), command, *args]
-    else:
-        mod, fn = {"loadtest": ("rtb_dcn.loadtest", "loadtest_cli"), "replay": ("rtb_dcn.stream", "replay_cli")}[command]
-        shim = (f"import sys; from rtb_dcn import cli; cli.COMMANDS[{command!r}] = ({mod!r}, {fn!r}, ''); "
-                "sys.exit(cli.run_command(sys.argv[1:]))")
-        cmd = [sys.executable, "-c", shim, command, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=os.environ.copy())
+    "`rtb-dcn <command> ...` (subprocess)."
+    return run_cli(command, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def router(runs, tmp_path_factory):
+def router(runs, start_router, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loadtest_router")
     ab = tmp / "ab.yaml"
     ab.write_text(f"salt: lt\narms:\n  - name: control\n    weight: 0.5\n    run: {runs['run']}\n"
                   f"  - name: treatment\n    weight: 0.5\n    run: {runs['run2']}\n")
-    s = Server({"RTB_RUN_DIR": runs["run"], "RTB_FEATURE_STORE": "none", "RTB_BID_LOG": tmp / "bids.jsonl",
-                "RTB_TMAX_DEFAULT_MS": 2000, "RTB_AB_CONFIG": ab, "RTB_AB_OVERRIDE_HEADER": "true"}, tmp)
-    yield s
-    s.stop()
+    with start_router(runs["run"], env={"RTB_FEATURE_STORE": "none", "RTB_BID_LOG": tmp / "bids.jsonl", "RTB_TMAX_DEFAULT_MS": 2000,
+                                        "RTB_AB_CONFIG": ab, "RTB_AB_OVERRIDE_HEADER": "true"}) as s:
+        yield s
 
 
 def _stats(prefix):

@@ -1,10 +1,10 @@
 """`rtb-dcn model-server` as a real subprocess on 127.0.0.1: KServe v2 health/metadata/infer over HTTP, the same
 pCTR as in-process ONNX Runtime through `KServeScorer`, 400 for malformed bodies, 404 for unknown models, a clean
 one-line error for a broken run folder, and a scorer that fails fast once the server is gone."""
-import json, os, signal, socket, subprocess, sys, time
+import json, time
 import numpy as np
 import pytest
-from conftest import ROOT, BIN
+from conftest import run_cli
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -33,45 +33,10 @@ def run_dir(tmp_path_factory, samples):
     return run
 
 
-def _cmd(*args) -> list[str]:
-    "`rtb-dcn model-server ARGS` (through the dispatcher with the command added, until cli.py registers it)."
-    from rtb_dcn.cli import COMMANDS
-    if "model-server" in COMMANDS: return [str(BIN / "rtb-dcn"), "model-server", *map(str, args)]
-    boot = ("import sys; from rtb_dcn import cli; cli.COMMANDS['model-server'] = ('rtb_dcn.model_server', 'model_server_cli', ''); "
-            "sys.exit(cli.run_command(sys.argv[1:]))")
-    return [sys.executable, "-c", boot, "model-server", *map(str, args)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(run_dir):
-    "`rtb-dcn model-server` on a free port; yields its base URL; terminated afterwards."
-    port = _free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(_cmd("--run", run_dir, "--host", "127.0.0.1", "--port", port, "--max-wait-ms", 1),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.monotonic()
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"model-server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=0.5).status_code == 200: break
-            except httpx.HTTPError: pass
-            if time.monotonic() - t0 > 30: pytest.fail("model-server not ready within 30 s")
-            time.sleep(0.1)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try: proc.wait(10)
-            except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)
+def server(run_dir, start_model_server):
+    "`rtb-dcn model-server` on a free port (rtb_dcn.servers.Server); stopped afterwards."
+    with start_model_server(run_dir, max_wait_ms=1) as ms: yield ms
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +48,7 @@ def batch(run_dir):
 
 
 def test_health_and_metadata(server):
-    url, proc = server
+    url = server.url
     for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/criteo_tiny/ready", "/v2"):
         assert httpx.get(url + path).status_code == 200, path
     meta = httpx.get(f"{url}/v2/models/criteo_tiny").json()
@@ -97,7 +62,7 @@ def test_kserve_scorer_matches_in_process_onnx(server, run_dir, batch):
     from rtb_dcn.scoring import KServeScorer, OnnxScorer, make_scorer
     from rtb_dcn.microbatch import MicroBatcher
     import asyncio
-    url, _ = server
+    url = server.url
     ids, dense = batch
     local = OnnxScorer(run_dir).score(ids, dense)
     remote = make_scorer("kserve", run_dir, url=url, timeout_s=5)
@@ -118,7 +83,7 @@ def test_kserve_scorer_matches_in_process_onnx(server, run_dir, batch):
 
 def test_malformed_bodies_get_400_naming_the_field(server, batch):
     from rtb_dcn.scoring import kserve_request
-    url, _ = server
+    url = server.url
     ids, dense = batch
     infer = f"{url}/v2/models/criteo_tiny/infer"
     good = kserve_request(ids[:2], dense[:2])
@@ -148,7 +113,7 @@ def test_malformed_bodies_get_400_naming_the_field(server, batch):
 
 def test_unknown_model_is_404(server, batch):
     from rtb_dcn.scoring import kserve_request, KServeScorer, ScorerError
-    url, _ = server
+    url = server.url
     ids, dense = batch
     r = httpx.post(f"{url}/v2/models/nope/infer", json=kserve_request(ids[:1], dense[:1]))
     assert r.status_code == 404 and r.json() == {"error": "model 'nope' is not served here; expected 'criteo_tiny'"}
@@ -160,29 +125,20 @@ def test_unknown_model_is_404(server, batch):
 
 def test_broken_run_is_a_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    r = subprocess.run(_cmd("--run", tmp_path / "empty", "--port", _free_port()), capture_output=True, text=True,
-                       timeout=60, cwd=ROOT)
+    from rtb_dcn.servers import free_port
+    r = run_cli("model-server", "--run", tmp_path / "empty", "--port", free_port(), timeout=60)
     assert r.returncode == 2, r.stderr
     assert "model.onnx is missing; expected an exported run folder" in r.stderr
     assert "Traceback" not in r.stderr
 
 
-def test_scorer_fails_fast_once_the_server_is_gone(run_dir, batch):
+def test_scorer_fails_fast_once_the_server_is_gone(run_dir, batch, start_model_server):
     "A server stopped between calls: the pooled connection and fresh connects both end in a quick ScorerError."
     from rtb_dcn.scoring import KServeScorer, ScorerError
     ids, dense = batch
-    port = _free_port()
-    proc = subprocess.Popen(_cmd("--run", run_dir, "--port", port),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        ks = KServeScorer(f"http://127.0.0.1:{port}", "criteo_tiny", timeout_s=0.5)
-        t0 = time.monotonic()
-        while not ks.ready():
-            assert proc.poll() is None and time.monotonic() - t0 < 30
-            time.sleep(0.1)
-        assert ks.score(ids[:2], dense[:2]).shape == (2,)
-    finally:
-        proc.send_signal(signal.SIGTERM); proc.wait(10)
+    with start_model_server(run_dir) as ms:
+        ks = KServeScorer(ms.url, "criteo_tiny", timeout_s=0.5)
+        assert ks.ready() and ks.score(ids[:2], dense[:2]).shape == (2,)
     for _ in range(2):
         t0 = time.monotonic()
         with pytest.raises(ScorerError) as e:

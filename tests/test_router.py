@@ -2,18 +2,12 @@
 driven over HTTP. Every failure behaviour of the router issue is a test here: 400s naming the field, 413, tmax ->
 204, Redis down under load -> defaults + degraded + counted, then recovery; scorer down -> 204 counted; reload under
 load -> zero failed requests, broken run refused, 403 without the token."""
-import json, os, re, shutil, subprocess, sys, threading, time
-from pathlib import Path
+import json, shutil, threading, time
 import httpx
 import pytest
-from conftest import run_cli, ROOT, BIN
+from conftest import run_cli
 
 TOKEN = "test-token-1"
-
-
-def _free_port():
-    from rtb_dcn.featurestore import free_port
-    return free_port()
 
 
 @pytest.fixture(scope="session")
@@ -43,77 +37,16 @@ def requests_(runs):
     return [row_to_bid_request(r, "ipinyou") for r in df.to_dict("records")]
 
 
-class Redis:
-    def __init__(self):
-        from rtb_dcn.featurestore import start_redis
-        self.proc, self.port = start_redis()
-    @property
-    def url(self): return f"redis://127.0.0.1:{self.port}/0"
-    def stop(self):
-        self.proc.kill(); self.proc.wait(10)
-    def restart(self):
-        from rtb_dcn.featurestore import start_redis
-        self.proc, _ = start_redis(self.port)
-
-
 @pytest.fixture(scope="session")
-def redis_server():
-    r = Redis()
-    yield r
-    if r.proc.poll() is None: r.stop()
-
-
-def _serve_cmd(port):
-    "`rtb-dcn serve` once registered in the CLI, else uvicorn on the app factory (same settings via RTB_ env vars)."
-    from rtb_dcn.cli import COMMANDS
-    if "serve" in COMMANDS: return [str(BIN / "rtb-dcn"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    return [sys.executable, "-m", "uvicorn", "--factory", "rtb_dcn.router:app_from_env", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log"]
-
-
-class Server:
-    def __init__(self, env: dict, tmp: Path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(tmp / f"server-{self.port}.log", "w")
-        e = {**os.environ, "RTB_HOST": "127.0.0.1", "RTB_PORT": str(self.port), **{k: str(v) for k, v in env.items()}}
-        self.proc = subprocess.Popen(_serve_cmd(self.port), cwd=ROOT, env=e, stdout=self.log, stderr=subprocess.STDOUT)
-        t0 = time.time()
-        while time.time() - t0 < 90:
-            if self.proc.poll() is not None: raise AssertionError(f"server exited: {Path(self.log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200: break
-            except httpx.HTTPError: time.sleep(0.2)
-        else: raise AssertionError("server did not start in 90 s")
-        self.client = httpx.Client(base_url=self.url, timeout=10)
-    def stop(self):
-        self.client.close()
-        self.proc.terminate()
-        try: self.proc.wait(15)
-        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-        self.log.close()
-    def metric(self, name: str, **labels) -> float:
-        "Sum of the samples of `name` whose labels include `labels`."
-        tot = 0.0
-        for line in self.client.get("/metrics").text.splitlines():
-            if not line.startswith(name): continue
-            m = re.match(r'^([a-zA-Z_:]+)(\{.*\})? ([0-9.eE+-]+|NaN)$', line)
-            if not m or m.group(1) != name: continue
-            lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(lab.get(k) == v for k, v in labels.items()): tot += float(m.group(3))
-        return tot
-
-
-@pytest.fixture(scope="session")
-def server(runs, redis_server, tmp_path_factory):
+def server(runs, redis_server, start_router, tmp_path_factory):
     "The router on the run, with the Redis feature store filled from the log, an admin token and a 4 KiB body limit."
     from rtb_dcn.featurestore import RedisStore, load_features
     load_features(runs["data"], "ipinyou", RedisStore(redis_server.url, timeout_ms=2000))
     tmp = tmp_path_factory.mktemp("router_server")
-    s = Server({"RTB_RUN_DIR": runs["run"], "RTB_FEATURE_STORE": "redis", "RTB_REDIS_URL": redis_server.url,
-                "RTB_REDIS_TIMEOUT_MS": 20, "RTB_ADMIN_TOKEN": TOKEN, "RTB_MAX_BODY_BYTES": 4096,
-                "RTB_BID_LOG": tmp / "bids.jsonl", "RTB_BID_LOG_MAX_BYTES": 200_000, "RTB_STRATEGY": "lin",
-                "RTB_STRATEGY_PARAM": 300, "RTB_TMAX_DEFAULT_MS": 2000}, tmp)
+    s = start_router(runs["run"], env={"RTB_FEATURE_STORE": "redis", "RTB_REDIS_URL": redis_server.url,
+                     "RTB_REDIS_TIMEOUT_MS": 20, "RTB_ADMIN_TOKEN": TOKEN, "RTB_MAX_BODY_BYTES": 4096,
+                     "RTB_BID_LOG": tmp / "bids.jsonl", "RTB_BID_LOG_MAX_BYTES": 200_000, "RTB_STRATEGY": "lin",
+                     "RTB_STRATEGY_PARAM": 300, "RTB_TMAX_DEFAULT_MS": 2000})
     s.bid_log = tmp / "bids.jsonl"
     yield s
     s.stop()
@@ -231,13 +164,15 @@ def test_redis_down_under_load_then_recovers(server, redis_server, requests_):
     stop = threading.Event()
     ts, out = _load(server, requests_, n_threads=3, per_thread=400, stop=stop, pause=0.005)
     time.sleep(0.5)
-    redis_server.stop()
-    time.sleep(1.5)
-    ready = server.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["status"] == "degraded" and ready.json()["feature_store"]["ok"] is False
-    assert server.metric("rtb_feature_fallbacks_total") > 0
-    assert server.metric("rtb_feature_store_degraded") == 1
-    redis_server.restart()
+    redis_server.kill()                     # a crash: no shutdown, the router's pooled connections break
+    try:
+        time.sleep(1.5)
+        ready = server.client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded" and ready.json()["feature_store"]["ok"] is False
+        assert server.metric("rtb_feature_fallbacks_total") > 0
+        assert server.metric("rtb_feature_store_degraded") == 1
+    finally:
+        redis_server.start()                # back on the same port, empty (the session's other tests use it too)
     time.sleep(1.5)
     stop.set()
     for t in ts: t.join(60)
@@ -278,12 +213,13 @@ def test_reload_under_load(server, runs, requests_):
     assert server.metric("rtb_reloads_total", result="refused") >= 2 and server.metric("rtb_reloads_total", result="ok") >= 2
 
 
-def test_scorer_failure_is_204_counted(runs, requests_, tmp_path):
+def test_scorer_failure_is_204_counted(runs, requests_, start_router, tmp_path):
     "A router scoring through a remote KServe-v2 model server: the model server dies -> 204 no-bids, counted, no 5xx."
     from rtb_dcn.model_server import create_model_server, ServerThread
     ms = ServerThread(create_model_server(runs["run"])).start()
-    s = Server({"RTB_RUN_DIR": runs["run"], "RTB_SCORER": "kserve", "RTB_SCORER_URL": ms.url, "RTB_SCORER_TIMEOUT_MS": 500,
-                "RTB_FEATURE_STORE": "none", "RTB_MICRO_BATCHING": "false", "RTB_BID_LOG": tmp_path / "b.jsonl", "RTB_TMAX_DEFAULT_MS": 2000}, tmp_path)
+    s = start_router(runs["run"], env={"RTB_SCORER": "kserve", "RTB_SCORER_URL": ms.url, "RTB_SCORER_TIMEOUT_MS": 500,
+                     "RTB_FEATURE_STORE": "none", "RTB_MICRO_BATCHING": "false", "RTB_BID_LOG": tmp_path / "b.jsonl",
+                     "RTB_TMAX_DEFAULT_MS": 2000})
     try:
         codes = [s.client.post("/openrtb2/bid", json=q).status_code for q in requests_[:20]]
         assert 200 in codes and set(codes) <= {200, 204}

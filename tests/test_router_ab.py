@@ -3,7 +3,7 @@
 arm the splitter assigns; the X-RTB-Arm override header only counts when settings enable it; a campaign whose
 pacing budget the win notices have spent gets 204 `budget`."""
 import pytest
-from test_router import Server, runs  # noqa: F401  (`runs`: the session's trained run, a fixture)
+from test_router import runs  # noqa: F401  (`runs`: the session's trained run, a fixture)
 from rtb_dcn.units import PRICE_SCALE, to_price_units
 
 PRICE = {"a": 5.0, "b": 7.77}      # const bids of the arms (CNY CPM): the price tells the arm too
@@ -36,16 +36,16 @@ def _expected_arms(ab) -> list[str]:
     return [sp.assign_request(parse_bid_request(q)).name for q in ab["requests"]]
 
 
-def _server(ab, tmp_path, **env):
+def _server(ab, start_router, tmp_path, **env):
     base = {"RTB_AB_CONFIG": ab["config"], "RTB_FEATURE_STORE": "none", "RTB_BID_LOG": tmp_path / "bids.jsonl",
             "RTB_TMAX_DEFAULT_MS": 2000}
-    return Server({**base, **env}, tmp_path)
+    return start_router(env={**base, **env})
 
 
-def test_arms_follow_the_splitter_and_the_header_is_ignored_by_default(ab, tmp_path):
+def test_arms_follow_the_splitter_and_the_header_is_ignored_by_default(ab, start_router, tmp_path):
     expected = _expected_arms(ab)
     assert 0.3 < expected.count("a") / len(expected) < 0.7          # both arms get traffic
-    s = _server(ab, tmp_path)
+    s = _server(ab, start_router, tmp_path)
     try:
         ready = s.client.get("/readyz").json()
         assert ready["status"] == "ready"
@@ -69,9 +69,9 @@ def test_arms_follow_the_splitter_and_the_header_is_ignored_by_default(ab, tmp_p
         s.stop()
 
 
-def test_override_header_when_enabled(ab, tmp_path):
+def test_override_header_when_enabled(ab, start_router, tmp_path):
     expected = _expected_arms(ab)
-    s = _server(ab, tmp_path, RTB_AB_OVERRIDE_HEADER="true")
+    s = _server(ab, start_router, tmp_path, RTB_AB_OVERRIDE_HEADER="true")
     try:
         for q, arm in list(zip(ab["requests"], expected))[:40]:
             other = "b" if arm == "a" else "a"
@@ -86,11 +86,11 @@ def test_override_header_when_enabled(ab, tmp_path):
         s.stop()
 
 
-def test_budget_pacing_after_wins(ab, tmp_path):
+def test_budget_pacing_after_wins(ab, start_router, tmp_path):
     "Budget 0.05 CNY per window, const bid 10 CNY CPM (0.01 CNY per won imp): after 5 wins every bid is 204 `budget`."
-    s = Server({"RTB_RUN_DIR": ab["run"], "RTB_FEATURE_STORE": "none", "RTB_BID_LOG": tmp_path / "bids.jsonl",
-                "RTB_TMAX_DEFAULT_MS": 2000, "RTB_STRATEGY": "const", "RTB_STRATEGY_PARAM": 1000,
-                "RTB_PACING_BUDGET": 0.05, "RTB_PACING_WINDOW_S": 3600}, tmp_path)
+    s = start_router(ab["run"], env={"RTB_FEATURE_STORE": "none", "RTB_BID_LOG": tmp_path / "bids.jsonl",
+                     "RTB_TMAX_DEFAULT_MS": 2000, "RTB_STRATEGY": "const", "RTB_STRATEGY_PARAM": 1000,
+                     "RTB_PACING_BUDGET": 0.05, "RTB_PACING_WINDOW_S": 3600})
     try:
         reqs = iter(ab["requests"])
         for k in range(5):

@@ -2,11 +2,10 @@
 (subprocess) fills the in-process JSON store and Redis; the same OpenRTB requests are then answered by routers scoring
 with in-process ONNX Runtime, the TF SavedModel, and the KServe-v2 model server (`rtb-dcn model-server`, a separate
 process), and every backend gives the same pCTR and the same bid/no-bid decision."""
-import os, subprocess, time
-import httpx
+import json
 import pytest
-from conftest import run_cli, ROOT, BIN
-from test_router import runs, requests_, redis_server, Server, _free_port   # noqa: F401  (session fixtures)
+from conftest import run_cli
+from test_router import runs, requests_   # noqa: F401  (session fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -19,21 +18,8 @@ def features_json(runs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_server(runs, tmp_path_factory):
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("ms") / "model-server.log", "w")
-    p = subprocess.Popen([str(BIN / "rtb-dcn"), "model-server", "--run", str(runs["run"]), "--host", "127.0.0.1", "--port", str(port)],
-                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.time()
-    while time.time() - t0 < 90:
-        assert p.poll() is None, open(log.name).read()[-2000:]
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200: break
-        except httpx.HTTPError: time.sleep(0.2)
-    else: raise AssertionError("model server did not start in 90 s")
-    yield url
-    p.terminate(); p.wait(15); log.close()
+def model_server(runs, start_model_server):
+    with start_model_server(runs["run"]) as ms: yield ms.url
 
 
 def _answers(server, reqs):
@@ -49,21 +35,19 @@ def _answers(server, reqs):
     return out
 
 
-def test_backends_agree_over_http(runs, requests_, features_json, model_server, tmp_path):
+def test_backends_agree_over_http(runs, requests_, features_json, model_server, start_router):
     "ONNX Runtime, TF SavedModel and the remote KServe-v2 model server: same pCTRs (<= 1e-5), same decisions."
     reqs = requests_[:60]
-    base = {"RTB_RUN_DIR": runs["run"], "RTB_FEATURE_STORE": "inprocess", "RTB_FEATURE_STORE_PATH": features_json,
+    base = {"RTB_FEATURE_STORE": "inprocess", "RTB_FEATURE_STORE_PATH": features_json,
             "RTB_BID_LOG": "off", "RTB_STRATEGY": "lin", "RTB_STRATEGY_PARAM": 300, "RTB_TMAX_DEFAULT_MS": 5000}
     answers = {}
     for name, extra in (("onnx", {"RTB_SCORER": "onnx"}), ("tf", {"RTB_SCORER": "tf"}),
                         ("kserve", {"RTB_SCORER": "kserve", "RTB_SCORER_URL": model_server})):
-        s = Server({**base, **extra}, tmp_path)
-        try:
+        with start_router(runs["run"], env={**base, **extra}) as s:
             ready = s.client.get("/readyz").json()
             assert ready["status"] == "ready", ready
             answers[name] = _answers(s, reqs)
             assert s.metric("rtb_requests_total") >= len(reqs)
-        finally: s.stop()
     ref = answers["onnx"]
     assert any(st == 200 for st, _, _ in ref), "no bids at all: the comparison would be empty"
     for name in ("tf", "kserve"):
@@ -72,26 +56,42 @@ def test_backends_agree_over_http(runs, requests_, features_json, model_server, 
             if st0 == 200: assert abs(p0 - p1) <= 1e-5 and abs(pr0 - pr1) <= 0.011, (name, p0, p1, pr0, pr1)
 
 
-def test_features_load_into_redis_then_served(runs, requests_, redis_server, features_json, tmp_path):
-    "`rtb-dcn features load --store redis` fills Redis; a router reading Redis answers like one reading the JSON store."
-    r = run_cli("features", "load", "--data", runs["data"], "--format", "ipinyou", "--store", "redis",
-                "--redis-url", redis_server.url.replace("/0", "/3"), "--quiet")
-    assert r.returncode == 0, r.stderr[-2000:]
+def test_features_load_into_redis_then_served(runs, requests_, redis_server, features_json, start_router, tmp_path):
+    """`rtb-dcn features load --store redis` fills Redis; a router reading Redis looks up, per request, the counts of
+    that user and that domain in the log (as its bid log records them): the same as a router reading the JSON store,
+    and not the defaults a router without a store uses."""
     import redis
-    assert redis.Redis.from_url(redis_server.url.replace("/0", "/3")).dbsize() > 0
+    from rtb_dcn.data import read_dataset
+    url = redis_server.url.replace("/0", "/3")
+    r = run_cli("features", "load", "--data", runs["data"], "--format", "ipinyou", "--store", "redis", "--redis-url", url, "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert redis.Redis.from_url(url).dbsize() > 0
     reqs = requests_[100:140]
-    base = {"RTB_RUN_DIR": runs["run"], "RTB_BID_LOG": "off", "RTB_TMAX_DEFAULT_MS": 5000}
-    out = {}
-    for name, extra in (("json", {"RTB_FEATURE_STORE": "inprocess", "RTB_FEATURE_STORE_PATH": features_json}),
-                        ("redis", {"RTB_FEATURE_STORE": "redis", "RTB_REDIS_URL": redis_server.url.replace("/0", "/3"),
-                                   "RTB_REDIS_TIMEOUT_MS": 2000})):
-        s = Server({**base, **extra}, tmp_path)
-        try:
+    stores = {"json": {"RTB_FEATURE_STORE": "inprocess", "RTB_FEATURE_STORE_PATH": features_json},
+              "redis": {"RTB_FEATURE_STORE": "redis", "RTB_REDIS_URL": url, "RTB_REDIS_TIMEOUT_MS": 2000},
+              "none": {"RTB_FEATURE_STORE": "none"}}
+    feats = {}
+    for name, extra in stores.items():
+        log = tmp_path / f"bids-{name}.jsonl"
+        with start_router(runs["run"], env={"RTB_BID_LOG": log, "RTB_TMAX_DEFAULT_MS": 5000, **extra}) as s:
             assert s.client.get("/readyz").json()["status"] == "ready"
-            out[name] = _answers(s, reqs)
+            _answers(s, reqs)
             assert s.metric("rtb_feature_fallbacks_total") == 0
-        finally: s.stop()
-    assert out["json"] == out["redis"]
+        feats[name] = {e["request_id"]: e["features"] for e in map(json.loads, log.read_text().splitlines())}
+        assert set(feats[name]) == {q["id"] for q in reqs}, name
+    # what the log holds, counted here with pandas: rows per user and per domain
+    df = read_dataset(runs["data"], "ipinyou")
+    users, domains = df.user_id.astype(str).value_counts(), df.domain.astype(str).value_counts()
+    seen = 0
+    for q in reqs:
+        got = feats["redis"][q["id"]]
+        assert got == feats["json"][q["id"]]
+        uid, dom = q["user"]["id"], q.get("site", {}).get("domain")
+        assert got["user_imps"] == users.get(uid, 0) and got.get("domain_imps", 0) == domains.get(dom, 0), (uid, dom, got)
+        assert feats["none"][q["id"]]["user_imps"] == feats["none"][q["id"]].get("domain_imps", 0) == 0
+        seen += got["user_imps"] > 0
+    assert seen >= len(reqs) // 2, f"only {seen} of {len(reqs)} requests have a user seen in the log: the check would be weak"
+    assert feats["redis"] != feats["none"]
 
 
 def test_features_load_bad_input_is_one_line(tmp_path):

