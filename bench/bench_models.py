@@ -30,7 +30,7 @@ def run_experiment(name, nrows, reuse):
         m = json.loads(mf.read_text())
         if m.get('config_hash') == cfg.hash() and m.get('nrows') == nrows and m.get('data') == str(DATA):
             log(f"{name}: reusing {mf} (config {cfg.hash()})"); return cfg, m
-    log(f"{name}: training {cfg.model}/{cfg.structure}/{cfg.cross} -> {run}")
+    log(f"{name}: training {cfg.model.kind}/{cfg.model.structure}/{cfg.model.cross} -> {run}")
     m = train(cfg, DATA, run, nrows=nrows)
     log(f"{name}: test logloss {m['logloss']:.5f} auc {m['auc']:.4f}, {m['epochs']} epochs, {m['rows_per_s']:,.0f} rows/s")
     return cfg, m
@@ -39,7 +39,7 @@ def row(name, kind, m, cfg=None, **extra):
     r = dict(model=name, kind=kind, test_logloss=m['logloss'], test_auc=m['auc'],
              normalized_entropy=m.get('normalized_entropy'), calibration=m.get('calibration'))
     if cfg is not None:
-        r.update(config=cfg.model_dump(mode='json'), config_hash=cfg.hash(), epochs=m['epochs'], best_epoch=m['best_epoch'],
+        r.update(config=cfg.flat(), config_hash=cfg.hash(), epochs=m['epochs'], best_epoch=m['best_epoch'],
                  best_val_logloss=m['best_val_logloss'], params=m['params'], rows_per_s=m['rows_per_s'], fit_seconds=m['fit_seconds'])
     r.update(extra)
     return r
@@ -91,7 +91,7 @@ def main():
         log(f"[{i + 1}/{len(names)}] {n}")
         results[n] = run_experiment(n, a.nrows, a.reuse)
         cfg, m = results[n]
-        rows.append(row(n, 'baseline' if cfg.model != 'dcn' else 'dcn', m, cfg))
+        rows.append(row(n, 'baseline' if cfg.model.kind != 'dcn' else 'dcn', m, cfg))
 
     log("oracle, specified-model bound and ensembles: reading the split")
     cfg0 = results[names[0]][0]

@@ -65,7 +65,7 @@ def train_dcn(cfg, data: Path, run: Path, reuse: bool) -> dict:
         m = json.loads(mf.read_text())
         if m.get('config_hash') == cfg.hash() and m.get('data') == str(data):
             log(f"  DCN: reusing {rel(run)}"); return m
-    log(f"  DCN: training {cfg.model}/{cfg.structure}/{cfg.cross} -> {rel(run)}")
+    log(f"  DCN: training {cfg.model.kind}/{cfg.model.structure}/{cfg.model.cross} -> {rel(run)}")
     m = train(cfg, data, run)
     log(f"  DCN: test logloss {m['logloss']:.5f} auc {m['auc']:.4f}, {m['epochs']} epochs (best {m['best_epoch']}), {m['fit_seconds']:.0f}s")
     r = export_run(run, data=data)
@@ -243,7 +243,7 @@ def main():
                             logloss={b: m['logloss'] for b, m in res['metrics'].items()},
                             dcn_share_of_oracle=rng(dc.share_of_oracle_clicks), bound_share_of_oracle=rng(bd.share_of_oracle_clicks),
                             dcn_share_of_bound=rng(dc.share_of_bound_clicks), dcn_goal_met=bool(dc.share_of_oracle_clicks.min() >= GOAL)))
-    res = dict(command=command(), config_file=rel(a.config), experiments={e: dict(config=c.model_dump(mode='json'), config_hash=c.hash())
+    res = dict(command=command(), config_file=rel(a.config), experiments={e: dict(config=c.flat(), config_hash=c.hash())
                for e, c in cfgs.items()}, strategies=STRATS, budget_props=PROPS, goal_share_of_oracle=GOAL,
                machine=machine(), seconds=time.time() - t0, summary=summary,
                sizes=[{**r, 'experiment': e} for (n, e), r in results.items()])

@@ -86,8 +86,8 @@ def main():
         log(f"encoding the split with rtb_dcn's FeatureSpec -> {ARRAYS}")
         meta = export_arrays(cfg, ARRAYS)
     else: meta = json.loads((ARRAYS / 'meta.json').read_text())
-    common = ['--data-dir', ARRAYS, '--embedding-dim', cfg.embedding_dim, '--cross-layers', cfg.num_cross_layers,
-              '--hidden-units', ','.join(map(str, cfg.hidden_units)), '--dropout', cfg.dropout, '--lr', cfg.learning_rate,
+    common = ['--data-dir', ARRAYS, '--embedding-dim', cfg.model.embedding_dim, '--cross-layers', cfg.model.num_cross_layers,
+              '--hidden-units', ','.join(map(str, cfg.model.hidden_units)), '--dropout', cfg.model.dropout, '--lr', cfg.learning_rate,
               '--batch-size', cfg.batch_size, '--epochs', cfg.epochs, '--patience', cfg.patience, '--seed', cfg.seed]
     rows, runs = [], {}
     for who in [w for _ in range(a.repeat) for w in a.only.split(',')]:
@@ -98,7 +98,7 @@ def main():
         else:
             py = ensure_venv(who)
             # the same L2 strength as Keras' l2(x) = x * sum(w^2): FuxiCTR's regulariser adds (x / 2) * ||w||^2
-            l2 = cfg.embedding_l2 * (2 if who == 'fuxictr' else 1)
+            l2 = cfg.model.embedding_l2 * (2 if who == 'fuxictr' else 1)
             r = run([py, Path(__file__).parent / PEERS[who]['script'], *common, '--embedding-l2', l2], env=PEERS[who]['env'])
         r.update(command=command(), started_load_avg=load0, finished_load_avg=os.getloadavg()[0],
                  finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
@@ -131,7 +131,7 @@ def main():
         e2e = dict(test_logloss=m['logloss'], test_auc=m['auc'], rows_per_s=m['rows_per_s'], epochs=m['epochs'],
                    note='rtb_dcn.train.train from the text file (reader + encoder + tf.data), same split; models.json')
     res = dict(command=command(), experiment=a.experiment, arrays=str(ARRAYS.relative_to(ROOT)), data=meta,
-               settings=cfg.model_dump(mode='json'), machine=machine(), seconds=time.time() - t0,
+               settings=cfg.flat(), machine=machine(), seconds=time.time() - t0,
                goal='rtb_dcn better test logloss and AUC than each peer at >= 1.0x its training rows/s', goal_met=goal_met,
                vs_rtb_dcn=comp, rtb_dcn_train_end_to_end=e2e, results=rows)
     out = write_json('peers.json', res)

@@ -95,7 +95,7 @@ def main():
     from rtb_dcn.models import model_from_config
     from rtb_dcn.layers import FusedAdam
     keras.utils.set_random_seed(cfg.seed)
-    model = model_from_config(cfg.to_model_config(), [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
+    model = model_from_config(cfg.model, [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
     model.compile(optimizer=FusedAdam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy())
     fl = model_flops(model)
     fl['forward_tf_profiler'] = profiler_forward_flops(model, len(spec.cat_fields), len(spec.dense_fields))
@@ -114,7 +114,7 @@ def main():
         models = {}
         for name, make in (('keras_adam', lambda: keras.optimizers.Adam(cfg.learning_rate)), ('fused_adam', lambda: FusedAdam(cfg.learning_rate))):
             keras.utils.set_random_seed(cfg.seed)
-            mdl = model_from_config(cfg.to_model_config(), [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
+            mdl = model_from_config(cfg.model, [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
             mdl.compile(optimizer=make(), loss=keras.losses.BinaryCrossentropy())
             mdl.fit(ds, steps_per_epoch=20, epochs=1, verbose=0)
             models[name], opt_ab[name] = mdl, []
@@ -138,7 +138,7 @@ def main():
         m = json.loads((run / 'metrics.json').read_text())
         e2e = dict(rows_per_s=m['rows_per_s'], epochs=m['epochs'], fit_seconds=m['fit_seconds'], source=rel(run / 'metrics.json'),
                    note='rtb_dcn.train.train: file reader + split + FeatureSpec.encode + tf.data + fit + validation, per epoch')
-    res = dict(command=command(), experiment=a.experiment, config=cfg.model_dump(mode='json'), params=int(model.count_params()),
+    res = dict(command=command(), experiment=a.experiment, config=cfg.flat(), params=int(model.count_params()),
                batch_size=B, steps=a.steps, seconds=dt, train_rows_per_s=rows_per_s,
                flops_per_row=fl, achieved_gflops=achieved, matmul_n=a.matmul_n, matmul_peak_gflops=peak,
                matmul_median_gflops=mm['median'], fraction_of_peak=achieved / peak, fraction_of_median_matmul=achieved / mm['median'],

@@ -25,7 +25,7 @@ def child(nrows, experiment, batch_size):
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps(dict(nrows=nrows, peak_rss_mb=ru.ru_maxrss / 1024, seconds=time.time() - t, train_rows=m['train_rows'],
                           rows_per_s=m['rows_per_s'], params=m['params'], test_logloss=m['logloss'], test_auc=m['auc'],
-                          config=cfg.model_dump(mode='json'), config_hash=cfg.hash())), flush=True)
+                          config=cfg.flat(), config_hash=cfg.hash())), flush=True)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Literal, Iterator
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from fastcore.script import call_parse
 from .config import RtbError, load_settings
+from .models import ModelConfig, error_line
 
 # %% auto #0
-__all__ = ['Structure', 'ctr_metrics', 'TrainConfig', 'load_experiment', 'batches', 'tf_dataset', 'predict', 'clear_exports',
-           'train', 'train_cli']
+__all__ = ['ctr_metrics', 'TrainConfig', 'load_experiment', 'batches', 'tf_dataset', 'predict', 'clear_exports', 'train',
+           'train_cli']
 
 # %% ../nbs/05_train.ipynb #c6bd54b9
 def ctr_metrics(labels, pctr, eps: float = 1e-7) -> dict:
@@ -34,24 +35,13 @@ def ctr_metrics(labels, pctr, eps: float = 1e-7) -> dict:
                 calibration=float(p.mean() / ctr) if ctr > 0 else float('nan'), ctr=ctr, mean_pctr=float(p.mean()))
 
 # %% ../nbs/05_train.ipynb #ca4edec6
-Structure = Literal['crossnet_only', 'stacked', 'parallel', 'stacked_parallel']
+_MODEL_KEYS = tuple(k for k in ModelConfig.model_fields if k != 'kind')   # flat YAML keys of the model part
+_LEGACY_DEFAULTS = {'expert_activation': 'tanh', 'embedding_dim_cap': 64}   # model keys added after runs were hashed
 
 class TrainConfig(BaseModel):
-    "Everything that defines a training run (hashed into `config_hash`)."
+    "Everything that defines a training run (hashed into `config_hash`): the model (`ModelConfig`) and the optimisation."
     model_config = ConfigDict(extra='forbid')
-    # the model (rtb_dcn.models.ModelConfig validates these further)
-    model: Literal['dcn', 'lr', 'dnn'] = 'dcn'
-    structure: Structure = 'parallel'
-    cross: Literal['v1', 'v2', 'lowrank', 'mix'] = 'v2'
-    num_cross_layers: int = Field(3, ge=1)
-    low_rank: int = Field(32, ge=1)
-    num_experts: int = Field(4, ge=1)
-    embedding_dim: int | Literal['auto'] = 16
-    hidden_units: list[int] = [256, 128]
-    dropout: float = Field(0.1, ge=0, lt=1)
-    batch_norm: bool = False
-    embedding_l2: float = Field(1e-6, ge=0)
-    # the optimisation
+    model: ModelConfig = Field(default_factory=ModelConfig)   # YAML: `model: dcn` (the kind) + the model keys, flat
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(1024, ge=1)
     epochs: int = Field(10, ge=1)
@@ -61,23 +51,34 @@ class TrainConfig(BaseModel):
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     min_count: int = Field(2, ge=1)
 
-    def to_model_config(self):
-        "The rtb_dcn.models.ModelConfig part of this config."
-        from rtb_dcn.models import ModelConfig
-        d = self.model_dump()
-        try: return ModelConfig(kind=d.pop('model'), **{k: d[k] for k in ('structure', 'cross', 'num_cross_layers', 'low_rank',
-                                'num_experts', 'embedding_dim', 'hidden_units', 'dropout', 'batch_norm', 'embedding_l2')})
-        except ValueError as e: raise RtbError(str(e)) from None
+    @model_validator(mode='before')
+    @classmethod
+    def _nest(cls, d):
+        "The flat YAML form (`model: dcn`, `structure: stacked`, ...) -> `model` as one ModelConfig dict."
+        if not isinstance(d, dict): return d
+        d = dict(d); m = d.pop('model', None)
+        m = m.model_dump() if isinstance(m, ModelConfig) else dict(m) if isinstance(m, dict) else {} if m is None else {'kind': m}
+        d['model'] = {**m, **{k: d.pop(k) for k in _MODEL_KEYS if k in d}}
+        return d
+
+    def flat(self) -> dict:
+        "The YAML form: `model` is the kind, the other model keys sit beside the training keys (config.yaml)."
+        m = self.model.to_dict()
+        return {'model': m.pop('kind'), **m, **self.model_dump(mode='json', exclude={'model'})}
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode='json'), sort_keys=True).encode()).hexdigest()[:12]
+        "12 hex digits of the flat form; model keys added later count only when set away from their default."
+        d = {k: v for k, v in self.flat().items() if k not in _LEGACY_DEFAULTS or v != _LEGACY_DEFAULTS[k]}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 def _config_error(e: ValidationError, where: str) -> RtbError:
     err = e.errors()[0]
-    key = '.'.join(map(str, err['loc']))
     if err['type'] == 'extra_forbidden':
-        return RtbError(f"{where}: config key {key!r} does not exist; expected one of {', '.join(TrainConfig.model_fields)}")
-    return RtbError(f"{where}: {key}={err.get('input')!r} is invalid; {err['msg']}")
+        keys = ', '.join(k for k in TrainConfig.model_fields if k != 'model')
+        return RtbError(f"{where}: config key {'.'.join(map(str, err['loc']))!r} does not exist; expected "
+                        f"model (dcn, dnn or lr), {', '.join(_MODEL_KEYS)} or {keys}")
+    return RtbError(f"{where}: " + error_line(e, rename={'model.kind': 'model', **{f'model.{k}': k for k in _MODEL_KEYS}}))
+
 
 def load_experiment(path: str | Path, name: str, **overrides) -> TrainConfig:
     "The `Base` block of YAML file `path` merged with experiment `name`, then `overrides` (None = not given)."
@@ -90,6 +91,9 @@ def load_experiment(path: str | Path, name: str, **overrides) -> TrainConfig:
     merged = {**(doc.get('Base') or {}), **(doc[name] or {}), **{k: v for k, v in overrides.items() if v is not None}}
     try: return TrainConfig(**merged)
     except ValidationError as e: raise _config_error(e, f"{path.name}:{name}") from None
+    except RtbError as e:                                  # ModelConfig's own one-line error; its `kind` is YAML's `model`
+        msg = str(e); msg = 'model' + msg[4:] if msg.startswith('kind:') else msg
+        raise RtbError(f"{path.name}:{name}: {msg}") from None
 
 # %% ../nbs/05_train.ipynb #b6a79f5f
 def batches(chunks, spec, batch_size: int, shuffle: bool = False, seed: int = 0):
@@ -162,7 +166,7 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
     s = load_settings()
     chunk_rows = chunk_rows or s.chunk_rows
     run_dir = Path(run_dir)
-    mcfg = cfg.to_model_config()
+    mcfg = cfg.model
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     if isinstance(data, pd.DataFrame):   # rtb_dcn.run.train_frame: the rows iter_split would give, from memory
@@ -193,7 +197,7 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
     (run_dir / 'checkpoints').mkdir(parents=True, exist_ok=True)
     spec.extra['config_hash'] = cfg.hash()
     spec.save(run_dir / 'input_spec.json')
-    (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
+    (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.flat(), sort_keys=False))
     cbs = [keras.callbacks.EarlyStopping(monitor='val_logloss', mode='min', patience=cfg.patience, restore_best_weights=True),
            keras.callbacks.ModelCheckpoint(str(run_dir / 'checkpoints' / 'best.keras'), monitor='val_logloss', mode='min', save_best_only=True),
            keras.callbacks.CSVLogger(str(run_dir / 'history.csv'))]
@@ -243,7 +247,7 @@ def train_cli(
                           format=format, model=model, structure=structure, cross=cross, epochs=epochs,
                           batch_size=batch_size, learning_rate=learning_rate, seed=seed)
     run_dir = s.artifacts_dir / (run or experiment)
-    print(f"train: {cfg.model}/{cfg.structure}/{cfg.cross} on {data} ({cfg.format}) -> {run_dir}")
+    print(f"train: {cfg.model.kind}/{cfg.model.structure}/{cfg.model.cross} on {data} ({cfg.format}) -> {run_dir}")
     m = train(cfg, data, run_dir, nrows=nrows, on_bad_lines=on_bad_lines)
     print(f"train: done in {m['fit_seconds']:.0f}s, {m['epochs']} epoch(s), {m['rows_per_s']:.0f} rows/s; "
           f"test auc {m['auc']:.4f} logloss {m['logloss']:.5f} NE {m['normalized_entropy']:.4f} "

@@ -83,8 +83,8 @@ def test_ensemble_exports_as_one_graph(synth, tmp_path):
 
 def test_bad_inputs_are_one_line(synth, tmp_path):
     cases = [
-        (("train", synth, "--model", "gbdt"), "model='gbdt' is invalid"),
-        (("train", synth, "--structure", "sideways"), "structure='sideways' is invalid"),
+        (("train", synth, "--model", "gbdt"), "model: 'gbdt' is not supported"),
+        (("train", synth, "--structure", "sideways"), "structure: 'sideways' is not supported"),
         (("train", synth, "--experiment", "DCN_nope"), "experiment: 'DCN_nope' not in"),
         (("export", "--run", tmp_path), "model.keras is missing"),
         (("inspect-model", tmp_path / "nope.onnx"), "no such"),

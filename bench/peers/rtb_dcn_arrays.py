@@ -21,7 +21,7 @@ def main():
     meta = json.load(open(os.path.join(a.data_dir, 'meta.json')))
     def load(part): return tuple(np.load(os.path.join(a.data_dir, f'{part}_{k}.npy')) for k in ('cat_ids', 'dense', 'label'))
     (it, dt, yt), (iv, dv, yv), (is_, ds, ys) = load('train'), load('valid'), load('test')
-    model = model_from_config(cfg.to_model_config(), meta['cardinalities'], len(meta['dense']))
+    model = model_from_config(cfg.model, meta['cardinalities'], len(meta['dense']))
     model.compile(optimizer=FusedAdam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy(),
                   metrics=[keras.metrics.BinaryCrossentropy(name='logloss')])
     # Keras fit on the in-memory arrays with shuffle=True (a fresh permutation of the rows each epoch), exactly as the
