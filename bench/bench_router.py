@@ -369,7 +369,7 @@ def main():
         # the router and the bare endpoint with 1 uvicorn worker, then with 2 (one per core)
         for w, ort, bare_, sfx in ((1, 'ort', 'bare', ''), (2, 'ort2', 'bare2', '_2_workers')):
             if ort in parts:
-                s = router('router-ort' + ('' if w == 1 else f'-{w}w'), run, tmp, features, '--workers', str(w))
+                s = router('router-ort' + ('' if w == 1 else f'-{w}w'), run, tmp, features, '--workers', str(w), *(['--per-worker-state'] if w > 1 else []))
                 log(f'router (in-process ORT, micro-batching on, {w} worker(s)) up in {s.start_s:.1f}s')
                 try: rows = add('ramp' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + ([] if w == 1 else [3200]), a.step_s))
                 finally: s.stop()
