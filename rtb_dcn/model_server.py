@@ -207,12 +207,11 @@ def model_server_cli(
 ):
     "Serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible) with ONNX Runtime."
     import uvicorn
-    from rtb_dcn.config import load_settings
+    from rtb_dcn.run import Run
     if not run: raise RtbError("--run: missing; expected an exported run folder, e.g. --run artifacts/<run>")
-    p = Path(run)
-    if not p.exists() and not p.is_absolute() and (load_settings().artifacts_dir / p).is_dir(): p = load_settings().artifacts_dir / p
+    p = Run(run).path
     if isinstance(workers, bool) or workers < 1: raise RtbError(f"--workers: {workers!r} is invalid; expected an integer >= 1")
-    opts = dict(run_dir=str(p.resolve()), name=name, threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    opts = dict(run_dir=str(p), name=name, threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms)
     app = create_model_server(**opts)              # loads (and checks) the model before the port opens
     print(f"model-server: {app.state.model_name} (version {app.state.model_version}) from {p} on http://{host}:{port}/v2 "
           f"with {workers} worker(s), {threads} ORT thread(s), micro-batch {max_batch} rows / {max_wait_ms:g} ms", file=sys.stderr, flush=True)

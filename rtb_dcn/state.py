@@ -17,9 +17,10 @@ from .ab import ABConfig, Arm, Splitter, load_ab_config
 from .bidding import MarketStats, make_strategy, BudgetPacer, BidShader
 from .features import FeatureSpec
 from .observability import Metrics, BidLog
+from .run import Run
 
 # %% auto #0
-__all__ = ['ArmRuntime', 'resolve_run', 'load_arm', 'make_store', 'RouterState']
+__all__ = ['ArmRuntime', 'load_arm', 'make_store', 'RouterState']
 
 # %% ../nbs/14b_state.ipynb #72386177
 @dataclass
@@ -50,14 +51,6 @@ class ArmRuntime:
             except Exception: pass
 
 # %% ../nbs/14b_state.ipynb #afb27743
-def resolve_run(run, settings: Settings) -> Path:
-    "A run folder: absolute, else under artifacts_dir, else relative to the repository root."
-    p = Path(run).expanduser()
-    if p.is_absolute(): return p
-    for base in (Path.cwd(), settings.artifacts_dir, repo_root()):
-        if (base / p).is_dir(): return (base / p).resolve()
-    return (settings.artifacts_dir / p).resolve()
-
 def _scorer_options(s: Settings, spec: FeatureSpec) -> dict:
     if s.scorer == 'onnx': return {'threads': s.scorer_threads}
     if s.scorer == 'kserve':
@@ -65,27 +58,23 @@ def _scorer_options(s: Settings, spec: FeatureSpec) -> dict:
     if s.scorer == 'sagemaker': return {'endpoint': s.scorer_url}
     return {}
 
-def _market_stats(arm: Arm, run_dir: Path) -> MarketStats:
-    m = {}
-    if (run_dir / 'metrics.json').is_file():
-        try: m = json.loads((run_dir / 'metrics.json').read_text())
-        except json.JSONDecodeError: m = {}
+def _market_stats(arm: Arm, run: Run) -> MarketStats:
+    try: m = run.metrics
+    except RtbError: m = {}   # no or unreadable metrics.json: the defaults below
     st = {'mean_pctr': m.get('mean_pctr') or 0.001, 'c_ratio': 50, 'c_exp': 50, 'ecpc': float('nan'), 'max_price': 300, **arm.stats}
     return MarketStats(**{k: st[k] for k in ('mean_pctr', 'c_ratio', 'c_exp', 'ecpc', 'max_price')})
 
 # %% ../nbs/14b_state.ipynb #7a88b8d0
 def load_arm(arm: Arm, s: Settings, run: Path | str | None = None, check: bool = True) -> ArmRuntime:
     "The runtime of `arm` serving `run` (default: the arm's run, else settings.run_dir); `check` scores one record."
-    from rtb_dcn.scoring import make_scorer
     from rtb_dcn.microbatch import MicroBatcher
     run = run or arm.run or s.run_dir
     if run is None: raise RtbError(f"run_dir: not set for arm {arm.name!r}; expected --run artifacts/<run> (or `run:` in the A/B YAML)")
-    run_dir = resolve_run(run, s)
-    if not run_dir.is_dir(): raise RtbError(f"run: {str(run_dir)!r} is not a folder; expected an exported run folder")
-    spec = FeatureSpec.load(run_dir)
-    scorer = make_scorer(s.scorer, run_dir, **_scorer_options(s, spec))
+    r = Run(run, s)
+    run_dir, spec = r.path, r.spec
+    scorer = r.scorer(s.scorer, **_scorer_options(s, spec))
     strategy = make_strategy(arm.strategy or s.strategy, arm.param if arm.param is not None else s.strategy_param,
-                             _market_stats(arm, run_dir), seed=s.seed)
+                             _market_stats(arm, r), seed=s.seed)
     ready, error = True, None
     try:
         empty = dict.fromkeys([f.name for f in spec.cat_fields] + spec._dense_in)
