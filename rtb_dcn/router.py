@@ -426,9 +426,11 @@ def serve_cli(
 ):
     "Serve the bidding router (OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload) with uvicorn."
     import tempfile, uvicorn
+    from rtb_dcn.run import resolve_run
     if micro_batching not in (None, 'on', 'off'): raise RtbError(f"micro_batching: {micro_batching!r} is invalid; expected on or off")
     abs_ = lambda p: None if p is None else str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
-    over = dict(run_dir=abs_(run), host=host, port=port, workers=workers, scorer=scorer, scorer_url=scorer_url,
+    run = None if run is None else str(resolve_run(run, load_settings(profile=profile)))   # the rule every --run follows
+    over = dict(run_dir=run, host=host, port=port, workers=workers, scorer=scorer, scorer_url=scorer_url,
                 feature_store=feature_store, feature_store_path=abs_(features), redis_url=redis_url, ab_config=abs_(ab_config),
                 admin_token=admin_token, bid_log=None if bid_log is None else '' if bid_log.strip().lower() in ('', 'off', 'none') else str(Path(bid_log).expanduser().resolve()),
                 micro_batching=None if micro_batching is None else micro_batching == 'on', per_worker_state=per_worker_state or None)

@@ -33,6 +33,7 @@ def test_missing_run_is_the_same_one_line_for_every_command(tmp_path, samples):
         ("viz", "--run", "no_such_run", "--data", crit),
         ("auction-replay", "--train", ipy, "--test", ipy, "--format", "ipinyou", "--run", "no_such_run"),
         ("model-server", "--run", "no_such_run"),
+        ("serve", "--run", "no_such_run"),
     ]
     for args in cases:
         r = run_cli(*args, env={"RTB_ARTIFACTS_DIR": str(tmp_path)})
