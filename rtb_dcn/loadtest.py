@@ -30,11 +30,11 @@ def request_bodies(endpoint: str, data, fmt: str, rows: int = 1000, run=None, ba
     if batch < 1: raise RtbError(f"batch: {batch} is invalid; expected >= 1")
     if not Path(data).exists(): raise RtbError(f"data: {data} does not exist; expected a {fmt} log file")
     if endpoint == 'kserve':
-        from rtb_dcn.features import FeatureSpec
+        from rtb_dcn.run import Run
         from rtb_dcn.data import read_dataset
         from rtb_dcn.scoring import kserve_request
         if run is None: raise RtbError("run: missing; expected --run RUN_DIR (its input_spec.json encodes the kserve tensors)")
-        spec = FeatureSpec.load(run)
+        spec = Run(run).spec
         ids, dense = spec.encode(read_dataset(data, fmt, nrows=rows))
         return [json.dumps(kserve_request(ids[i:i + batch], dense[i:i + batch]), separators=(',', ':'))
                 for i in range(0, len(ids), batch)]
