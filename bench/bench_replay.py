@@ -8,11 +8,10 @@
    batches straight from memory, with the read-back counts.
 
 Usage: .venv/bin/python bench/bench_replay.py [--quick]"""
-import argparse, asyncio, json, os, shutil, subprocess, sys, time
+import argparse, asyncio, json, os, subprocess, sys, time
 from pathlib import Path
-import httpx
 from rtb_dcn.config import repo_root
-from rtb_dcn.featurestore import free_port, start_redis
+from rtb_dcn.servers import router_server, uvicorn_server, redis_server, moto_server
 from rtb_dcn.stream import replay, request_events, summary_line
 from rtb_dcn.sinks import HttpSink, RedisStreamSink, KinesisSink, Event
 
@@ -43,43 +42,16 @@ def ensure_run() -> tuple[Path, Path]:
         cli('export', '--run', run, '--parity-rows', 200, '--quiet')
     return data, run
 
-def wait_http(url, proc, what, timeout=90):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None: raise SystemExit(f"{what} exited")
-        try: httpx.get(url, timeout=1); return
-        except httpx.HTTPError: time.sleep(0.2)
-    raise SystemExit(f"{what} did not start")
-
 def start_router(run: Path):
-    port = free_port()
-    env = {**os.environ, 'RTB_RUN_DIR': str(run), 'RTB_FEATURE_STORE': 'none', 'RTB_BID_LOG': str(WORK / 'bids.jsonl'),
-           'RTB_TMAX_DEFAULT_MS': '2000', 'RTB_LOG_LEVEL': 'WARNING'}
-    p = subprocess.Popen([str(BIN / 'rtb-dcn'), 'serve', '--host', '127.0.0.1', '--port', str(port)], cwd=ROOT, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_http(f'http://127.0.0.1:{port}/healthz', p, 'router')
-    return p, f'http://127.0.0.1:{port}/openrtb2/bid'
-
-TRIVIAL = '''
-async def app(scope, receive, send):
-    if scope["type"] != "http": return
-    while (await receive()).get("more_body"): pass
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-'''
+    "`rtb-dcn serve` on the run, no feature store, started; (server, bid URL)."
+    env = {'RTB_FEATURE_STORE': 'none', 'RTB_BID_LOG': WORK / 'bids.jsonl', 'RTB_TMAX_DEFAULT_MS': 2000, 'RTB_LOG_LEVEL': 'WARNING'}
+    srv = router_server(run, health='/healthz', cwd=ROOT, env=env).start()
+    return srv, srv.url + '/openrtb2/bid'
 
 def start_trivial():
-    (WORK / 'trivial_app.py').write_text(TRIVIAL)
-    port = free_port()
-    p = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'trivial_app:app', '--host', '127.0.0.1', '--port', str(port),
-                          '--log-level', 'warning', '--no-access-log'], cwd=WORK, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_http(f'http://127.0.0.1:{port}/', p, 'trivial endpoint')
-    return p, f'http://127.0.0.1:{port}/bid'
-
-def stop(p):
-    p.terminate()
-    try: p.wait(15)
-    except subprocess.TimeoutExpired: p.kill()
+    "A trivial endpoint (uvicorn, rtb_dcn.servers.no_content_app: 204 for everything), started; (server, URL)."
+    srv = uvicorn_server('rtb_dcn.servers:no_content_app', name='trivial').start()
+    return srv, srv.url + '/bid'
 
 def pick(s): return {k: s[k] for k in ('target_qps', 'sent', 'offered_qps', 'achieved_qps', 'completed_qps', 'ok', 'failed', 'errors',
                                        'p50_ms', 'p90_ms', 'p99_ms', 'p999_ms', 'max_ms', 'late', 'cap_waits', 'send_lag_p99_ms', 'duration_s')}
@@ -114,7 +86,7 @@ def main():
         log(summary_line(s))
         res['router_500qps'] = {**pick(s), 'duration': dur, 'rate_error_pct': round(100 * (s['achieved_qps'] / 500 - 1), 3),
                                 'within_2pct': abs(s['achieved_qps'] / 500 - 1) <= 0.02, 'load_avg': os.getloadavg()[0]}
-    finally: stop(p)
+    finally: p.stop()
     # 2. replayer capacity against a trivial endpoint
     p, url = start_trivial()
     steps, best = [], None
@@ -141,7 +113,7 @@ def main():
                            'p50_ms': ls.get('p50_ms'), 'p99_ms': ls.get('p99_ms'), 'sustained': ok})
             if ok: lbest = q
             elif len(lsteps) > 1 and not lsteps[-2]['sustained']: break
-    finally: stop(p)
+    finally: p.stop()
     res['trivial_endpoint'] = {'steps': steps, 'max_sustained_qps': best, 'criterion': 'achieved within 2% of target, <=1% sends late by >10 ms, no errors',
                                'locust_fasthttpuser': {'steps': lsteps, 'max_sustained_qps': lbest,
                                                        'criterion': 'Locust requests/s (stats-history slope once every user runs) within 2% of the offered rate (users paced), no failures'},
@@ -152,19 +124,15 @@ def main():
     it = request_events(data, 'ipinyou', loop=True)
     while len(events) < n: events += next(it)
     events = events[:n]
-    proc, port = start_redis()
-    try:
-        sink = RedisStreamSink(f'redis://127.0.0.1:{port}/0', 'bench', maxlen=10 * n)
+    with redis_server() as rs:
+        sink = RedisStreamSink(rs.url, 'bench', maxlen=10 * n)
         dt = asyncio.run(sink_throughput(sink, events))
         import redis
         res['redis_streams'] = {'records': n, 'seconds': round(dt, 3), 'records_per_s': round(n / dt), 'acknowledged': sink.stats.acknowledged,
-                                'failed': sink.stats.failed, 'read_back': redis.Redis(port=port).xlen('bench'), 'batch': 500}
+                                'failed': sink.stats.failed, 'read_back': redis.Redis.from_url(rs.url).xlen('bench'), 'batch': 500}
         log('redis streams', res['redis_streams'])
-    finally: proc.kill(); proc.wait()
-    mport = free_port()
-    moto = subprocess.Popen([str(BIN / 'moto_server'), '-H', '127.0.0.1', '-p', str(mport)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        murl = f'http://127.0.0.1:{mport}'; wait_http(murl, moto, 'moto server')
+    with moto_server() as moto:
+        murl = moto.url
         import boto3
         kc = boto3.client('kinesis', region_name='us-east-1', endpoint_url=murl)
         kc.create_stream(StreamName='bench', ShardCount=4)
@@ -182,7 +150,6 @@ def main():
                                'failed': sink.stats.failed, 'retried': sink.stats.retried, 'read_back': back, 'shards': 4, 'batch': 500,
                                'note': 'moto server on 127.0.0.1, one put_records at a time (moto drops ~0.3% of records under 8 parallel puts: an emulator race); says nothing about AWS shard limits'}
         log('kinesis', res['kinesis_moto'])
-    finally: stop(moto)
     res['load_avg_at_end'] = os.getloadavg()[0]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     dump_json(OUT, res)

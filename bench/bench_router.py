@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only ort,bare   # a smoke run
 
 Every server is a real subprocess on a free 127.0.0.1 port (`rtb-dcn serve ...`, `rtb-dcn model-server ...`, and a
-bare FastAPI JSON endpoint served by uvicorn the same way), started one at a time and killed afterwards.
+bare FastAPI JSON endpoint served by uvicorn the same way; all started and stopped by rtb_dcn.servers), one at a time.
 
 Load generator: open loop, asyncio (a minimal HTTP/1.1 keep-alive client, see RawClient), on the SAME 2-core machine as the server. Send times follow a fixed-rate
 schedule (request i is due at t0 + i/QPS, whatever the earlier answers did); the client latency of a request is
@@ -15,9 +15,10 @@ quantiles interpolated within buckets like PromQL's histogram_quantile. The gene
 step (it competes with the server for the same 2 cores), as is the load average (the machine may be shared).
 """
 from __future__ import annotations
-import argparse, asyncio, csv, json, os, platform, re, shlex, shutil, signal, subprocess, sys, tempfile, time
+import argparse, asyncio, csv, json, os, platform, re, shlex, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
+from rtb_dcn.servers import Server, router_server, model_server, bare_server   # subprocesses on 127.0.0.1, health-checked
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,76 +36,10 @@ def command() -> str:
     return ' '.join(shlex.quote(a) for a in [exe, os.path.relpath(os.path.abspath(sys.argv[0]), ROOT), *sys.argv[1:]])
 
 
-# ---------------------------------------------------------------------------------------------- the bare endpoint
-def bare_app():
-    "The baseline: a FastAPI JSON endpoint that parses the same body and answers a small JSON object."
-    from fastapi import FastAPI, Body
-    app = FastAPI()
-    @app.get('/healthz')
-    async def healthz(): return {'status': 'ok'}
-    @app.post('/openrtb2/bid')
-    async def bid(body: dict = Body(...)): return {'id': body.get('id'), 'seatbid': []}
-    return app
-
-
 # ---------------------------------------------------------------------------------------------- servers
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
-class Proc:
-    "A server subprocess on 127.0.0.1:port, waited for until `ready_path` answers 200; killed by stop()."
-    def __init__(self, name: str, argv: list[str], port: int, ready_path: str, tmp: Path, env: dict | None = None, timeout=120):
-        import httpx
-        self.name, self.port, self.url = name, port, f'http://127.0.0.1:{port}'
-        self.logf = open(tmp / f'{name}-{port}.log', 'w')
-        e = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', **(env or {})}
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=e, stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
-        t0 = time.time()
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'{name} exited: {Path(self.logf.name).read_text()[-2000:]}')
-            try:
-                if httpx.get(self.url + ready_path, timeout=1).status_code == 200: break
-            except httpx.HTTPError: pass
-            if time.time() - t0 > timeout: self.stop(); raise RuntimeError(f'{name} did not start in {timeout}s')
-            time.sleep(0.2)
-        self.start_s = time.time() - t0
-    def cpu_s(self) -> float:
-        "User+system CPU seconds of the server process and its worker processes (uvicorn --workers) so far."
-        import psutil
-        try:
-            p = psutil.Process(self.proc.pid)
-            return sum(sum(q.cpu_times()[:2]) for q in [p, *p.children(recursive=True)])
-        except psutil.Error: return float('nan')
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try: self.proc.wait(10)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-        self.logf.close()
-
-
-def router(name, run: Path, tmp: Path, features: Path | None, *extra, env=None) -> Proc:
-    port = free_port()
-    argv = [str(BIN / 'rtb-dcn'), 'serve', '--run', str(run), '--host', '127.0.0.1', '--port', str(port),
-            '--bid-log', str(tmp / f'bids-{name}.jsonl'), *extra]
-    if features is not None: argv += ['--features', str(features)]
-    return Proc(name, argv, port, '/readyz', tmp, env)
-
-
-def bare(tmp: Path, workers: int = 1) -> Proc:
-    port = free_port()
-    argv = [sys.executable, str(Path(__file__).resolve()), '--serve-bare', str(port), '--bare-workers', str(workers)]
-    return Proc('bare' if workers == 1 else f'bare-{workers}w', argv, port, '/healthz', tmp)
-
-
-def model_server(run: Path, tmp: Path) -> Proc:
-    port = free_port()
-    return Proc('model-server', [str(BIN / 'rtb-dcn'), 'model-server', '--run', str(run), '--host', '127.0.0.1', '--port', str(port)],
-                port, '/v2/health/ready', tmp)
+def router(name, run: Path, tmp: Path, features: Path | None, **flags) -> Server:
+    "`rtb-dcn serve` on `run`, started; bid log and server log in `tmp`; `flags`: serve's options (workers=2, scorer='tf', ...)."
+    return router_server(run, name=name, log=tmp, cwd=ROOT, bid_log=tmp / f'bids-{name}.jsonl', features=features, **flags).start()
 
 
 # ---------------------------------------------------------------------------------------------- server histograms
@@ -240,7 +175,7 @@ def _summary(lat, status, wall, offered=None) -> dict:
     return d
 
 
-def run_step(srv: Proc, bodies, *, qps=None, concurrency=None, duration=5.0, max_conn=256, timeout=2.0, extra_cpu=()) -> dict:
+def run_step(srv: Server, bodies, *, qps=None, concurrency=None, duration=5.0, max_conn=256, timeout=2.0, extra_cpu=()) -> dict:
     "One load step against `srv`: open loop at `qps`, or closed loop with `concurrency` workers."
     before = scrape(srv.url); cpu0 = srv.cpu_s() + sum(p.cpu_s() for p in extra_cpu); c0 = time.process_time(); w0 = time.time()
     if qps: lat, status, wall = asyncio.run(_open_loop(srv.port, bodies, qps, duration, max_conn, timeout))
@@ -272,7 +207,7 @@ def good(d: dict, side: str) -> bool:
             and d['completed_per_s'] >= 0.95 * d.get('offered_qps', 0))
 
 
-def ramp(srv: Proc, bodies, qps_steps, duration, extra_cpu=()) -> list[dict]:
+def ramp(srv: Server, bodies, qps_steps, duration, extra_cpu=()) -> list[dict]:
     "Rising QPS until the server saturates (errors, client p50 over 100 ms, or under 90% of the offered rate served)."
     rows = []
     for q in qps_steps:
@@ -328,15 +263,7 @@ def main():
     ap.add_argument('--step-s', type=float, default=5.0, help='seconds per load step')
     ap.add_argument('--concurrency', type=int, default=64, help='closed-loop concurrency of the micro-batching comparison')
     ap.add_argument('--only', default='ort,bare,ort2,bare2,batching,tf,kserve', help='which parts to run (ort2/bare2: 2 uvicorn workers)')
-    ap.add_argument('--serve-bare', type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument('--bare-workers', type=int, default=1, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.serve_bare:
-        import uvicorn
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        uvicorn.run('bench_router:bare_app', factory=True, workers=a.bare_workers, host='127.0.0.1', port=a.serve_bare,
-                    log_config=None, access_log=False, log_level='warning')
-        return
     t_start = time.time()
     parts = set(a.only.split(','))
     qps = [int(x) for x in a.qps.split(',')]; bqps = [int(x) for x in a.backend_qps.split(',')]
@@ -369,13 +296,13 @@ def main():
         # the router and the bare endpoint with 1 uvicorn worker, then with 2 (one per core)
         for w, ort, bare_, sfx in ((1, 'ort', 'bare', ''), (2, 'ort2', 'bare2', '_2_workers')):
             if ort in parts:
-                s = router('router-ort' + ('' if w == 1 else f'-{w}w'), run, tmp, features, '--workers', str(w), *(['--per-worker-state'] if w > 1 else []))
+                s = router('router-ort' + ('' if w == 1 else f'-{w}w'), run, tmp, features, workers=w, per_worker_state=w > 1)
                 log(f'router (in-process ORT, micro-batching on, {w} worker(s)) up in {s.start_s:.1f}s')
                 try: rows = add('ramp' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + ([] if w == 1 else [3200]), a.step_s))
                 finally: s.stop()
                 res['router_ort' + sfx] = summary(rows)
             if bare_ in parts:
-                s = bare(tmp, w)
+                s = bare_server(w, log=tmp, cwd=ROOT).start()
                 try: rows = add('bare' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + [3200, 4800], a.step_s))
                 finally: s.stop()
                 res['bare_fastapi' + sfx] = summary(rows, server_side=False)
@@ -387,7 +314,7 @@ def main():
         if 'batching' in parts:
             res['micro_batching'] = {}
             for mb in ('on', 'off'):
-                s = router(f'router-mb-{mb}', run, tmp, features, '--micro-batching', mb)
+                s = router(f'router-mb-{mb}', run, tmp, features, micro_batching=mb)
                 try:
                     d = add('batching', [run_step(s, bodies, concurrency=a.concurrency, duration=a.step_s)])[0]
                     d['micro_batching'] = mb
@@ -399,15 +326,15 @@ def main():
         res['backends'] = {}
         if 'ort' in parts: res['backends']['onnx (in-process ORT)'] = res['router_ort']
         if 'tf' in parts:
-            s = router('router-tf', run, tmp, features, '--scorer', 'tf')
+            s = router('router-tf', run, tmp, features, scorer='tf')
             log(f'router (TF SavedModel) up in {s.start_s:.1f}s')
             try: rows = add('backend_tf', ramp(s, bodies, bqps, a.step_s))
             finally: s.stop()
             res['backends']['tf (in-process SavedModel)'] = summary(rows)
         if 'kserve' in parts:
-            ms = model_server(run, tmp)
+            ms = model_server(run, log=tmp, cwd=ROOT).start()
             try:
-                s = router('router-kserve', run, tmp, features, '--scorer', 'kserve', '--scorer-url', ms.url)
+                s = router('router-kserve', run, tmp, features, scorer='kserve', scorer_url=ms.url)
                 log(f'router -> KServe-v2 model server ({ms.url}) up')
                 try: rows = add('backend_kserve', ramp(s, bodies, bqps, a.step_s, extra_cpu=(ms,)))
                 finally: s.stop()
