@@ -19,7 +19,7 @@ from .units import cpm_to_cost, cost_to_cpm
 
 # %% auto #0
 __all__ = ['REPLAY_FORMATS', 'DEFAULT_GRIDS', 'whole_bids', 'replay_counts', 'replay_loop', 'check_replay_log', 'score_onnx',
-           'replay_log', 'ReplayResult', 'check_budget_props', 'replay', 'tune', 'auction_table', 'auction_replay_cli']
+           'replay_log', 'ReplayResult', 'check_budget_props', 'replay', 'tune', 'auction_table']
 
 # %% ../nbs/17_auction.ipynb #0f27fa10
 def whole_bids(bid_prices) -> np.ndarray:

@@ -10,8 +10,7 @@ from fastcore.script import call_parse, anno_parser
 from .config import RtbError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'RUNBOOKS', 'EXTRA_RUNBOOKS', 'run_command', 'main', 'console_to_log', 'runbook_parameters',
-           'run_runbooks', 'demo_cli']
+__all__ = ['COMMANDS', 'RUNBOOKS', 'EXTRA_RUNBOOKS', 'console_to_log', 'runbook_parameters', 'run_runbooks']
 
 # %% ../nbs/09_cli.ipynb #be45f59e
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -26,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'auction-replay': ('rtb_dcn.auction', 'auction_replay_cli', 'counterfactual auction replay of bidding strategies under a budget'),
     'model-server': ('rtb_dcn.model_server', 'model_server_cli', "serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible)"),
     'serve':        ('rtb_dcn.router',  'serve_cli',        'serve the bidding router: OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload'),
-    'features':     ('rtb_dcn.featurestore', 'features_cli', 'fill the feature store (in-process JSON or Redis) with per-user/context aggregates'),
+    'feature-store': ('rtb_dcn.featurestore', 'feature_store_cli', 'fill the feature store (in-process JSON or Redis) with per-user/context aggregates'),
     'replay':       ('rtb_dcn.stream',  'replay_cli',       'replay a log as timestamped OpenRTB requests, open loop, into a sink (http/file/redis/kinesis/kafka)'),
     'stream-worker': ('rtb_dcn.worker', 'stream_worker_cli', 'consume bid requests from Kinesis/Kafka/Redis Streams, score and bid, write responses; checkpointed, at-least-once'),
     'loadtest':     ('rtb_dcn.loadtest', 'loadtest_cli',    'headless Locust run (steady/burst/ab/malformed) against the router or model server; CSVs to report/'),
@@ -133,6 +132,8 @@ def run_runbooks(names: list[str] | None = None, report_dir=None, seed: int | No
         out[name] = str(dst)
     return out
 
+
+# %% ../nbs/09_cli.ipynb #1a489037
 @call_parse
 def demo_cli(
     quick: bool = False,          # smaller synthetic sets (what the tests run)

@@ -17,7 +17,7 @@ from .config import RtbError, load_settings
 # %% auto #0
 __all__ = ['log', 'CANONICAL', 'SCHEMAS', 'FORMATS', 'CAMPAIGN_COLUMNS', 'DataFormatError', 'DatasetSchema', 'detect_header',
            'ReadStats', 'DatasetReader', 'iter_dataset', 'read_dataset', 'split_frame', 'iter_split', 'inspect_data',
-           'inspect_data_cli', 'read_campaign_log']
+           'read_campaign_log']
 
 # %% ../nbs/01_data.ipynb #7a0ceeb3
 log = logging.getLogger('rtb_dcn.data')
@@ -499,6 +499,8 @@ def inspect_data(path, fmt: str, nrows: int | None = None, on_bad_lines: str = '
                 time_min=str(tmin) if tmin is not None else None, time_max=str(tmax) if tmax is not None else None,
                 true_pctr=r.pctr_path is not None, columns=cols)
 
+
+# %% ../nbs/01_data.ipynb #d31b80ff
 @call_parse
 def inspect_data_cli(
     path: str,                    # data file: Criteo, Avazu or iPinYou log, plain or .gz

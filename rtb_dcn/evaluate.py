@@ -12,7 +12,7 @@ from .config import RtbError, load_settings
 from .run import Run
 
 # %% auto #0
-__all__ = ['score_chunks', 'evaluate_run', 'evaluate_cli']
+__all__ = ['score_chunks', 'evaluate_run']
 
 # %% ../nbs/06a_evaluate.ipynb #3eb1927a
 def score_chunks(run: Run, chunks, batch_size: int = 65536):

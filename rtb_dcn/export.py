@@ -15,7 +15,7 @@ from .run import Run, RUN_FILES, EXPORT_FILES
 
 # %% auto #0
 __all__ = ['export_saved_model', 'saved_model_to_onnx', 'check_onnx', 'onnx_session', 'inspect_model', 'parity_inputs',
-           'model_version', 'check_parity', 'export_run', 'export_cli', 'inspect_model_cli']
+           'model_version', 'check_parity', 'export_run']
 
 # %% ../nbs/06_export.ipynb #f3fc0ca6
 def export_saved_model(model,            # Keras model: (cat_ids, dense) -> pctr [batch, 1]

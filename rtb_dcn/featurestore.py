@@ -15,7 +15,7 @@ from .config import RtbError
 
 # %% auto #0
 __all__ = ['log', 'CONTEXT_FIELDS', 'GLOBAL_KEY', 'PRIOR_STRENGTH', 'feature_keys', 'aggregate_features', 'FeatureStore',
-           'InProcessStore', 'RedisStore', 'compute_aggregates', 'load_features', 'prior_ctr', 'features_cli']
+           'InProcessStore', 'RedisStore', 'compute_aggregates', 'load_features', 'prior_ctr']
 
 # %% ../nbs/12_featurestore.ipynb #8701b47c
 log = logging.getLogger('rtb_dcn.featurestore')
@@ -69,7 +69,7 @@ class InProcessStore:
     def load(cls, path) -> 'InProcessStore':
         p = Path(path)
         try: return cls(json.loads(p.read_text()))
-        except FileNotFoundError: raise RtbError(f"feature_store_path: {str(p)!r} does not exist; expected a JSON file from `rtb-dcn features load --out`") from None
+        except FileNotFoundError: raise RtbError(f"feature_store_path: {str(p)!r} does not exist; expected a JSON file from `rtb-dcn feature-store load --out`") from None
         except json.JSONDecodeError as e: raise RtbError(f"{p}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
 
 # %% ../nbs/12_featurestore.ipynb #f16c9b6c
@@ -171,7 +171,7 @@ def prior_ctr(store, default: float = 0.001) -> float:
 
 # %% ../nbs/12_featurestore.ipynb #376cdd5d
 @call_parse
-def features_cli(
+def feature_store_cli(
     action: str,                 # what to do: load
     data: str = None,            # the log to aggregate (criteo/avazu/ipinyou, plain or .gz)
     format: str = 'ipinyou',     # criteo | avazu | ipinyou

@@ -14,7 +14,7 @@ from .config import RtbError, load_settings
 
 # %% auto #0
 __all__ = ['ENDPOINTS', 'SCENARIOS', 'MALFORMED_KINDS', 'request_bodies', 'malformed_bodies', 'judge', 'Pacer', 'parse_arms',
-           'make_plan', 'pick', 'locustfile_path', 'read_locust_stats', 'loadtest', 'summary_line', 'loadtest_cli']
+           'make_plan', 'pick', 'locustfile_path', 'read_locust_stats', 'loadtest', 'summary_line']
 
 # %% ../nbs/19_loadtest.ipynb #a184addb
 ENDPOINTS = {'bid': '/openrtb2/bid', 'predict': '/predict', 'kserve': '/v2/models/{model}/infer'}

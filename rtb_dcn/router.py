@@ -416,7 +416,7 @@ def serve_cli(
     scorer: str = None,         # onnx | tf | kserve | sagemaker
     scorer_url: str = None,     # kserve: base URL of the model server; sagemaker: endpoint name
     feature_store: str = None,  # none | inprocess | redis
-    features: str = None,       # inprocess store JSON (from `rtb-dcn features load --out`)
+    features: str = None,       # inprocess store JSON (from `rtb-dcn feature-store load --out`)
     redis_url: str = None,      # redis://host:port/db for --feature-store redis
     ab_config: str = None,      # A/B arms YAML (configs/ab/example.yaml)
     admin_token: str = None,    # bearer token enabling POST /admin/reload (prefer RTB_ADMIN_TOKEN)

@@ -18,7 +18,7 @@ from .config import RtbError
 # %% auto #0
 __all__ = ['BLOCK_ROWS', 'CRITEO_DENSE', 'CRITEO_CAT', 'IPINYOU_COLUMNS', 'AVAZU_COLUMNS', 'SHAPES', 'hex_strings', 'zipf_ranks',
            'SynthShape', 'CriteoSynth', 'IpinyouSynth', 'AvazuSynth', 'pctr_path', 'SynthSummary', 'write_synth',
-           'read_true_pctr', 'oracle_metrics', 'synth_cli']
+           'read_true_pctr', 'oracle_metrics']
 
 # %% ../nbs/01a_synth.ipynb #69f9ff57
 def _mix32(x) -> np.ndarray:

@@ -15,8 +15,7 @@ from .config import RtbError, load_settings
 from .models import ModelConfig, error_line
 
 # %% auto #0
-__all__ = ['ctr_metrics', 'TrainConfig', 'load_experiment', 'batches', 'tf_dataset', 'predict', 'clear_exports', 'train',
-           'train_cli']
+__all__ = ['ctr_metrics', 'TrainConfig', 'load_experiment', 'batches', 'tf_dataset', 'predict', 'clear_exports', 'train']
 
 # %% ../nbs/05_train.ipynb #c6bd54b9
 def ctr_metrics(labels, pctr, eps: float = 1e-7) -> dict:

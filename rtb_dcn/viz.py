@@ -16,8 +16,7 @@ from .run import Run
 
 # %% auto #0
 __all__ = ['PROJECTIONS', 'COLORS', 'field_embeddings', 'value_stats', 'project_2d', 'plot_embedding_projection', 'save_figure',
-           'weight_groups', 'plot_weight_histograms', 'gradient_histograms', 'plot_gradient_histograms', 'viz_run',
-           'viz_cli']
+           'weight_groups', 'plot_weight_histograms', 'gradient_histograms', 'plot_gradient_histograms', 'viz_run']
 
 # %% ../nbs/07_viz.ipynb #92396038
 def _field_index(spec: FeatureSpec, field: str) -> int:

@@ -1,4 +1,4 @@
-"""The router's other scoring backends and feature-store loading as a user runs them, over HTTP: `rtb-dcn features load`
+"""The router's other scoring backends and feature-store loading as a user runs them, over HTTP: `rtb-dcn feature-store load`
 (subprocess) fills the in-process JSON store and Redis; the same OpenRTB requests are then answered by routers scoring
 with in-process ONNX Runtime, the TF SavedModel, and the KServe-v2 model server (`rtb-dcn model-server`, a separate
 process), and every backend gives the same pCTR and the same bid/no-bid decision."""
@@ -11,7 +11,7 @@ from test_router import runs, requests_   # noqa: F401  (session fixtures)
 @pytest.fixture(scope="module")
 def features_json(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("features") / "features.json"
-    r = run_cli("features", "load", "--data", runs["data"], "--format", "ipinyou", "--out", out, "--quiet")
+    r = run_cli("feature-store", "load", "--data", runs["data"], "--format", "ipinyou", "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.stat().st_size > 0 and "features:" in r.stdout and "keys" in r.stdout
     return out
@@ -57,13 +57,13 @@ def test_backends_agree_over_http(runs, requests_, features_json, model_server, 
 
 
 def test_features_load_into_redis_then_served(runs, requests_, redis_server, features_json, start_router, tmp_path):
-    """`rtb-dcn features load --store redis` fills Redis; a router reading Redis looks up, per request, the counts of
+    """`rtb-dcn feature-store load --store redis` fills Redis; a router reading Redis looks up, per request, the counts of
     that user and that domain in the log (as its bid log records them): the same as a router reading the JSON store,
     and not the defaults a router without a store uses."""
     import redis
     from rtb_dcn.data import read_dataset
     url = redis_server.url.replace("/0", "/3")
-    r = run_cli("features", "load", "--data", runs["data"], "--format", "ipinyou", "--store", "redis", "--redis-url", url, "--quiet")
+    r = run_cli("feature-store", "load", "--data", runs["data"], "--format", "ipinyou", "--store", "redis", "--redis-url", url, "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
     assert redis.Redis.from_url(url).dbsize() > 0
     reqs = requests_[100:140]
@@ -95,5 +95,5 @@ def test_features_load_into_redis_then_served(runs, requests_, redis_server, fea
 
 
 def test_features_load_bad_input_is_one_line(tmp_path):
-    r = run_cli("features", "load", "--data", tmp_path / "missing.txt", "--format", "ipinyou", "--out", tmp_path / "f.json")
+    r = run_cli("feature-store", "load", "--data", tmp_path / "missing.txt", "--format", "ipinyou", "--out", tmp_path / "f.json")
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
