@@ -1,6 +1,6 @@
 """Replayer benchmarks -> report/latency_throughput/replay.json
 
-1. rate accuracy: `replay` at 500 QPS for 30 s against the router (`rtb-dcn serve`, a small trained iPinYou run) on
+1. rate accuracy: `replay_stream` at 500 QPS for 30 s against the router (`rtb-dcn serve`, a small trained iPinYou run) on
    127.0.0.1: achieved vs target QPS (the issue's target: within +-2%), latency percentiles, late sends;
 2. replayer capacity: steps of fixed QPS against a trivial endpoint (uvicorn, 204 for everything); the highest step
    whose achieved rate is within 2% of the target with < 1% late sends (> 10 ms) is the sustainable rate;
@@ -12,7 +12,7 @@ import argparse, asyncio, json, os, subprocess, sys, time
 from pathlib import Path
 from rtb_dcn.config import repo_root
 from rtb_dcn.servers import router_server, uvicorn_server, redis_server, moto_server
-from rtb_dcn.stream import replay, request_events, summary_line
+from rtb_dcn.stream import replay_stream, request_events, summary_line
 from rtb_dcn.sinks import HttpSink, RedisStreamSink, KinesisSink, Event
 
 ROOT = repo_root()
@@ -80,8 +80,8 @@ def main():
     dur = 10 if QUICK else 30
     p, url = start_router(run)
     try:
-        replay(data, 'ipinyou', HttpSink(url, concurrency=256, timeout_s=2), qps=50, count=200, loop=True, progress=False)   # warm-up
-        s = replay(data, 'ipinyou', HttpSink(url, concurrency=256, timeout_s=2), qps=500, duration=dur, seed=7, loop=True,
+        replay_stream(data, 'ipinyou', HttpSink(url, concurrency=256, timeout_s=2), qps=50, count=200, loop=True, progress=False)   # warm-up
+        s = replay_stream(data, 'ipinyou', HttpSink(url, concurrency=256, timeout_s=2), qps=500, duration=dur, seed=7, loop=True,
                    progress=False, log_path=WORK / 'router_500qps.csv')
         log(summary_line(s))
         res['router_500qps'] = {**pick(s), 'duration': dur, 'rate_error_pct': round(100 * (s['achieved_qps'] / 500 - 1), 3),
@@ -92,7 +92,7 @@ def main():
     steps, best = [], None
     try:
         for q in ([500, 1000, 2000] if QUICK else [500, 1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000]):
-            s = replay(data, 'ipinyou', HttpSink(url, concurrency=256, timeout_s=2), qps=q, duration=5, loop=True, progress=False)
+            s = replay_stream(data, 'ipinyou', HttpSink(url, concurrency=256, timeout_s=2), qps=q, duration=5, loop=True, progress=False)
             ok = abs(s['achieved_qps'] / q - 1) <= 0.02 and s['late'] <= 0.01 * s['sent'] and s['failed'] == 0
             log(f"trivial {q}/s: achieved {s['achieved_qps']}, late {s['late']}, p99 {s['p99_ms']} ms -> {'ok' if ok else 'not sustained'}")
             steps.append({**pick(s), 'sustained': ok})

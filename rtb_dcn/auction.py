@@ -19,7 +19,7 @@ from .units import cpm_to_cost, cost_to_cpm
 
 # %% auto #0
 __all__ = ['REPLAY_FORMATS', 'DEFAULT_GRIDS', 'whole_bids', 'replay_counts', 'replay_loop', 'check_replay_log', 'score_onnx',
-           'replay_log', 'ReplayResult', 'check_budget_props', 'replay', 'tune', 'auction_table']
+           'replay_log', 'ReplayResult', 'check_budget_props', 'replay_auction', 'tune', 'auction_table']
 
 # %% ../nbs/17_auction.ipynb #0f27fa10
 def whole_bids(bid_prices) -> np.ndarray:
@@ -133,7 +133,7 @@ def check_budget_props(budget_props) -> list[float]:
         out.append(f)
     return out
 
-def replay(strategy: Strategy, log: pd.DataFrame, budget_props=(16,), first_price: bool = False,
+def replay_auction(strategy: Strategy, log: pd.DataFrame, budget_props=(16,), first_price: bool = False,
            cpc_value: float | None = None) -> list[ReplayResult]:
     "Replay `strategy` on `log` (click, market_price, pctr) for each budget proportion."
     props = check_budget_props(budget_props)
@@ -170,7 +170,7 @@ def tune(name: str, train: pd.DataFrame, stats: MarketStats, budget_props=(16,),
     if not grid: raise RtbError(f"grid: empty for strategy {name}; expected one or more parameter values")
     rows = []
     for g in tqdm(grid, desc=f'tune {name}', file=sys.stderr, disable=not progress, leave=False):
-        for r in replay(make_strategy(name, g, stats, seed), train, props, first_price):
+        for r in replay_auction(make_strategy(name, g, stats, seed), train, props, first_price):
             rows.append(dict(strategy=name, param=float(g), budget_prop=r.budget_prop, clicks=r.clicks, spend=r.spend, imps=r.imps))
     t = pd.DataFrame(rows)
     best = (t.sort_values(['budget_prop', 'clicks', 'spend', 'param'], ascending=[True, False, True, True])
@@ -194,7 +194,7 @@ def auction_table(train: pd.DataFrame, test: pd.DataFrame, strategies=('lin',), 
             tune(name, train, stats, props, (grids or {}).get(name), first_price, seed, progress)[0]
         if name == 'truth' and given is None and cpc_value is not None: chosen = {k: v for k in props}
         for k in props:
-            r = replay(make_strategy(name, chosen[k], stats, seed), test, [k], first_price, v)[0]
+            r = replay_auction(make_strategy(name, chosen[k], stats, seed), test, [k], first_price, v)[0]
             r.tuned = given is None and name != 'truth'
             rows.append(r.to_dict())
     return pd.DataFrame(rows)

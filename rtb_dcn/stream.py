@@ -17,7 +17,7 @@ from .sinks import Event, Outcome, HttpSink, make_sink, run_async, _dumps, _posi
 
 # %% auto #0
 __all__ = ['MODES', 'Steady', 'Ramp', 'Bursts', 'schedule', 'schedule_times', 'RecordedClock', 'request_events',
-           'latency_summary', 'replay_async', 'rate_shape', 'replay', 'summary_line']
+           'latency_summary', 'replay_async', 'rate_shape', 'replay_stream', 'summary_line']
 
 # %% ../nbs/15_stream.ipynb #2d945b46
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ def rate_shape(mode: str, qps: float | None = None, ramp_from: float = 0.0, ramp
         return Ramp(ramp_from, qps, over)
     return Bursts(qps, burst_factor, burst_s, burst_every)
 
-def replay(data, fmt: str, sink=None, mode: str | None = None, qps: float | None = None, speedup: float = 1.0,
+def replay_stream(data, fmt: str, sink=None, mode: str | None = None, qps: float | None = None, speedup: float = 1.0,
            poisson: bool = False, ramp_from: float = 0.0, ramp_s: float | None = None, burst_factor: float = 5.0,
            burst_s: float = 1.0, burst_every: float = 10.0, count: int | None = None, duration: float | None = None,
            seed: int | None = None, loop: bool = False, concurrency: int = 256, log_path=None, summary_path=None,
@@ -428,7 +428,7 @@ def replay_cli(
     snk = make_sink(sink, target=target, out=out, stream=stream, redis_url=redis_url, maxlen=maxlen, region=region,
                     endpoint_url=endpoint_url, bootstrap=bootstrap, concurrency=concurrency, timeout_s=timeout_ms / 1000,
                     headers={OVERRIDE_HEADER: arm} if arm else None)
-    s = replay(data, format, snk, mode=mode, qps=qps, speedup=speedup, poisson=poisson, ramp_from=ramp_from, ramp_s=ramp_s,
+    s = replay_stream(data, format, snk, mode=mode, qps=qps, speedup=speedup, poisson=poisson, ramp_from=ramp_from, ramp_s=ramp_s,
                burst_factor=burst_factor, burst_s=burst_s, burst_every=burst_every, count=count, duration=duration, seed=seed,
                loop=loop, concurrency=concurrency, log_path=log, summary_path=summary_json, progress=not quiet, late_ms=late_ms)
     print(summary_line(s) + (f" -> {summary_json}" if summary_json else ''))
