@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(0.0, ge=0)    # micro-batching: longest wait for a batch to fill (0: batch only what queued while the scorer was busy)
     feature_store: Literal['none', 'inprocess', 'redis'] = 'inprocess'  # where per-user/context aggregates live
     feature_store_path: Path | None = None   # inprocess: JSON written by `rtb-dcn features load --out`
-    redis_url: str = 'redis://127.0.0.1:6379/0'  # redis feature store
+    redis_url: str = 'redis://127.0.0.1:6379/0'  # the Redis server: feature store (serve, features) and streams (replay, stream-worker)
     redis_timeout_ms: float = Field(5.0, gt=0)   # per-call Redis timeout; slower reads fall back to defaults
     ab_config: Path | None = None            # A/B arms YAML (configs/ab/); default: one arm serving run_dir
     ab_override_header: bool = False         # honour the X-RTB-Arm header (testing only)
@@ -79,6 +79,23 @@ class Settings(BaseSettings):
     shading: Literal['none', 'factor', 'win'] = 'win'  # first-price (at=1) bid shading
     shading_factor: float = Field(0.8, gt=0, le=1)  # shading 'factor': bid x factor
     shading_c: float = Field(50.0, gt=0)     # shading 'win': c of the win function b/(b+c), price units
+    # --- streams: one name for one stream in `replay`, `stream-worker` (and the Redis server of `serve`/`features`) ---
+    stream_name: str = 'rtb-bid-requests'    # bid requests: redis stream / kinesis stream / kafka topic (replay writes, stream-worker reads)
+    stream_response_name: str = 'rtb-bid-responses'  # stream-worker --output redis|kinesis|kafka: the responses' stream / topic
+    stream_group: str = 'rtb-stream-worker'  # kafka / redis: consumer group of the stream workers
+    stream_consumer: str = 'worker-1'        # redis: consumer name (keep it stable: a restart re-reads its pending entries)
+    stream_maxlen: int = Field(1_000_000, ge=1)  # redis: approximate MAXLEN a producer trims the stream to
+    kafka_bootstrap: str = '127.0.0.1:9092'  # kafka: bootstrap servers
+    kinesis_region: str = 'us-east-1'        # kinesis: AWS region
+    kinesis_endpoint_url: str | None = None  # kinesis: endpoint (e.g. a local moto server http://127.0.0.1:5000); None: AWS
+    # --- replayer (`rtb-dcn replay`) ---
+    replay_concurrency: int = Field(256, ge=1)  # sends in flight (http: connections; kinesis: parallel put_records, at most 8)
+    replay_timeout_ms: float = Field(1000.0, gt=0)  # http: per-request timeout
+    # --- stream worker (`rtb-dcn stream-worker`) ---
+    worker_batch: int = Field(100, ge=1)     # records read, bid on and checkpointed together
+    worker_concurrency: int = Field(32, ge=1)  # bid requests in flight at once
+    worker_timeout_ms: float = Field(5000.0, gt=0)  # per bid request (transport errors and 5xx are retried twice)
+    worker_checkpoint_every_s: float = Field(0.0, ge=0)  # checkpoint at most this often (0: after every batch)
 
     @field_validator('sample_data_dir', 'run_dir', 'feature_store_path', 'ab_config', 'bid_log', mode='before')
     @classmethod

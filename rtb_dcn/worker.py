@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 from fastcore.script import call_parse
 from .config import RtbError, Settings, load_settings
-from .stream import Event, FileSink, KinesisSink, RedisStreamSink, make_sink, run_async, check_reachable
+from .sinks import Event, FileSink, KinesisSink, RedisStreamSink, make_sink, run_async, check_reachable
 
 # %% auto #0
 __all__ = ['SOURCES', 'Record', 'Source', 'write_json_atomic', 'read_checkpoint', 'FileSource', 'KinesisSource', 'KafkaSource',
@@ -22,6 +22,8 @@ __all__ = ['SOURCES', 'Record', 'Source', 'write_json_atomic', 'read_checkpoint'
            'worker_summary_line', 'stream_worker_cli']
 
 # %% ../nbs/18_worker.ipynb #50f58b8b
+_DEFAULT = {k: f.default for k, f in Settings.model_fields.items()}   # stream names, group, servers: defined once, in Settings
+
 @dataclass
 class Record:
     "One message of a source: `body` (bid request JSON bytes, None if the source lost it), `key`, `position`, `ack`."
@@ -161,8 +163,8 @@ class KinesisSource:
 # %% ../nbs/18_worker.ipynb #bc45e1c9
 class KafkaSource:
     "Bid requests from a Kafka topic in a consumer group; offsets committed after the outputs are flushed."
-    def __init__(self, bootstrap: str = '127.0.0.1:9092', topic: str = 'rtb-bid-requests', group: str = 'rtb-stream-worker',
-                 config: dict | None = None, assign_timeout_s: float = 60.0):
+    def __init__(self, bootstrap: str = _DEFAULT['kafka_bootstrap'], topic: str = _DEFAULT['stream_name'],
+                 group: str = _DEFAULT['stream_group'], config: dict | None = None, assign_timeout_s: float = 60.0):
         self.bootstrap, self.topic, self.group, self.assign_timeout_s = bootstrap, topic, group, assign_timeout_s
         self.conf = {'bootstrap.servers': bootstrap, 'group.id': group, 'enable.auto.commit': False,
                      'auto.offset.reset': 'earliest', 'session.timeout.ms': 6000, 'heartbeat.interval.ms': 1000, **(config or {})}
@@ -222,8 +224,8 @@ class KafkaSource:
 # %% ../nbs/18_worker.ipynb #33312c19
 class RedisSource:
     "Bid requests from a Redis stream through a consumer group; XACK after the outputs are written, pending entries re-read first."
-    def __init__(self, url: str = 'redis://127.0.0.1:6379/0', stream: str = 'rtb-bid-requests', group: str = 'rtb-stream-worker',
-                 consumer: str = 'worker-1', claim_idle_ms: int | None = None, timeout_s: float = 10.0):
+    def __init__(self, url: str = _DEFAULT['redis_url'], stream: str = _DEFAULT['stream_name'], group: str = _DEFAULT['stream_group'],
+                 consumer: str = _DEFAULT['stream_consumer'], claim_idle_ms: int | None = None, timeout_s: float = 10.0):
         self.url, self.stream, self.group, self.consumer, self.claim_idle_ms = url, stream, group, consumer, claim_idle_ms
         self.timeout_s = timeout_s
         self.name = f'redis:{stream}'; self.r = None; self.ready = True; self.resumed = ''
@@ -272,10 +274,15 @@ class RedisSource:
 # %% ../nbs/18_worker.ipynb #3d7d7ec8
 SOURCES = ('kinesis', 'kafka', 'redis', 'file')
 
-def make_source(kind: str, stream: str = 'rtb-bid-requests', path=None, checkpoint=None, group: str = 'rtb-stream-worker',
-                consumer: str = 'worker-1', claim_idle_ms: int | None = None, redis_url: str = 'redis://127.0.0.1:6379/0',
-                region: str = 'us-east-1', endpoint_url: str | None = None, bootstrap: str = '127.0.0.1:9092'):
-    "A `Source` of `kind` (kinesis, kafka, redis, file)."
+def make_source(kind: str, stream: str | None = None, path=None, checkpoint=None, group: str | None = None,
+                consumer: str | None = None, claim_idle_ms: int | None = None, redis_url: str | None = None,
+                region: str | None = None, endpoint_url: str | None = None, bootstrap: str | None = None,
+                settings: Settings | None = None):
+    "A `Source` of `kind` (kinesis, kafka, redis, file); options not given come from `settings` (default: `load_settings()`)."
+    s = settings or load_settings()
+    stream, group, consumer = stream or s.stream_name, group or s.stream_group, consumer or s.stream_consumer
+    redis_url, bootstrap = redis_url or s.redis_url, bootstrap or s.kafka_bootstrap
+    region, endpoint_url = region or s.kinesis_region, endpoint_url or s.kinesis_endpoint_url
     if kind not in SOURCES: raise RtbError(f"source: {kind!r} is not a known source; expected one of {', '.join(SOURCES)}")
     if kind in ('kinesis', 'file') and not checkpoint:
         raise RtbError(f"checkpoint: missing; expected --checkpoint FILE.json for --source {kind} (or a file --out next to which it goes)")
@@ -539,17 +546,17 @@ def worker_summary_line(s: dict) -> str:
 @call_parse
 def stream_worker_cli(
     source: str = 'redis',          # where bid requests come from: kinesis, kafka, redis (Streams) or file (JSONL)
-    stream: str = 'rtb-bid-requests',  # kinesis stream / kafka topic / redis stream to consume
+    stream: str = None,             # kinesis stream / kafka topic / redis stream to consume (settings.stream_name, RTB_STREAM_NAME)
     path: str = None,               # --source file: the JSONL file of bid requests (rtb-dcn replay --sink file writes it)
-    group: str = 'rtb-stream-worker',  # kafka / redis: consumer group
-    consumer: str = 'worker-1',     # redis: consumer name; keep it stable so a restart re-reads its pending entries
+    group: str = None,              # kafka / redis: consumer group (settings.stream_group)
+    consumer: str = None,           # redis: consumer name (settings.stream_consumer); keep it stable so a restart re-reads its pending entries
     claim_idle_ms: int = None,      # redis: also take over other consumers' entries pending longer than this (XAUTOCLAIM)
     checkpoint: str = None,         # kinesis / file: checkpoint JSON (default: <out>.checkpoint.json)
-    checkpoint_every_s: float = 0.0,  # checkpoint at most this often (0: after every batch); more seconds, more duplicates after a crash
-    redis_url: str = 'redis://127.0.0.1:6379/0',  # redis: server URL (source and --output redis)
-    region: str = 'us-east-1',      # kinesis: AWS region
-    endpoint_url: str = None,       # kinesis: endpoint (e.g. a local moto server http://127.0.0.1:5000)
-    bootstrap: str = '127.0.0.1:9092',  # kafka: bootstrap servers
+    checkpoint_every_s: float = None,  # checkpoint at most this often (settings.worker_checkpoint_every_s; 0: after every batch); more seconds, more duplicates after a crash
+    redis_url: str = None,          # redis: server URL, source and --output redis (settings.redis_url, RTB_REDIS_URL)
+    region: str = None,             # kinesis: AWS region (settings.kinesis_region)
+    endpoint_url: str = None,       # kinesis: endpoint, e.g. a local moto server http://127.0.0.1:5000 (settings.kinesis_endpoint_url)
+    bootstrap: str = None,          # kafka: bootstrap servers (settings.kafka_bootstrap)
     target: str = None,             # POST to this running router (http://host:port/openrtb2/bid); default: the router in process
     run: str = None,                # in process: exported run folder to bid with (default: settings.run_dir)
     scorer: str = None,             # in process: onnx | tf | kserve | sagemaker
@@ -563,10 +570,10 @@ def stream_worker_cli(
     profile: str = None,            # settings profile: dev, staging or prod
     output: str = 'file',           # where responses go: file, redis, kinesis or kafka
     out: str = None,                # --output file: the JSONL file responses are appended to
-    out_stream: str = 'rtb-bid-responses',  # --output redis/kinesis/kafka: stream or topic for the responses
-    batch: int = 100,               # records read, bid on and checkpointed together
-    concurrency: int = 32,          # bid requests in flight at once
-    timeout_ms: float = 5000.0,     # per bid request; transport errors and 5xx are retried twice, then written as errors
+    out_stream: str = None,         # --output redis/kinesis/kafka: stream or topic for the responses (settings.stream_response_name)
+    batch: int = None,              # records read, bid on and checkpointed together (settings.worker_batch)
+    concurrency: int = None,        # bid requests in flight at once (settings.worker_concurrency)
+    timeout_ms: float = None,       # per bid request (settings.worker_timeout_ms); transport errors and 5xx are retried twice, then written as errors
     max_records: int = None,        # stop after this many records
     idle_timeout_s: float = None,   # stop when nothing arrives for this long (default: run until SIGTERM/SIGINT)
     summary_json: str = None,       # write the summary (consumed, scored, bids, no_bids, errors, duplicates, records_per_s) here
@@ -577,20 +584,24 @@ def stream_worker_cli(
         raise RtbError(f"output: {output!r} is not a known output; expected one of file, redis, kinesis, kafka")
     if output == 'file' and not out: raise RtbError("out: missing; expected --out FILE.jsonl for --output file")
     if checkpoint is None and output == 'file': checkpoint = f'{out}.checkpoint.json'
-    src = make_source(source, stream=stream, path=path, checkpoint=checkpoint, group=group, consumer=consumer, claim_idle_ms=claim_idle_ms,
-                      redis_url=redis_url, region=region, endpoint_url=endpoint_url, bootstrap=bootstrap)
-    snk = make_sink(output, out=out, stream=out_stream, redis_url=redis_url, region=region, endpoint_url=endpoint_url,
-                    bootstrap=bootstrap, concurrency=8)
-    if target: client = RouterClient(target=target, concurrency=concurrency, timeout_s=timeout_ms / 1000)
+    if micro_batching not in (None, 'on', 'off'): raise RtbError(f"micro_batching: {micro_batching!r} is invalid; expected on or off")
+    abs_ = lambda p: None if p is None else str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
+    s = load_settings(profile=profile, stream_name=stream, stream_response_name=out_stream, stream_group=group,
+                      stream_consumer=consumer, redis_url=redis_url, kinesis_region=region, kinesis_endpoint_url=endpoint_url,
+                      kafka_bootstrap=bootstrap, worker_batch=batch, worker_concurrency=concurrency, worker_timeout_ms=timeout_ms,
+                      worker_checkpoint_every_s=checkpoint_every_s,
+                      **({} if target else dict(run_dir=abs_(run), scorer=scorer, scorer_url=scorer_url, feature_store=feature_store,
+                                                feature_store_path=abs_(features), ab_config=abs_(ab_config), tmax_default_ms=tmax_ms,
+                                                micro_batching=None if micro_batching is None else micro_batching == 'on')))
+    src = make_source(source, path=path, checkpoint=checkpoint, claim_idle_ms=claim_idle_ms, settings=s)
+    snk = make_sink(output, out=out, stream=s.stream_response_name, redis_url=s.redis_url, region=s.kinesis_region,
+                    endpoint_url=s.kinesis_endpoint_url, bootstrap=s.kafka_bootstrap, concurrency=8)
+    timeout_s = s.worker_timeout_ms / 1000                   # httpx takes seconds
+    if target: client = RouterClient(target=target, concurrency=s.worker_concurrency, timeout_s=timeout_s)
     else:
-        if micro_batching not in (None, 'on', 'off'): raise RtbError(f"micro_batching: {micro_batching!r} is invalid; expected on or off")
-        abs_ = lambda p: None if p is None else str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
-        s = load_settings(profile=profile, run_dir=abs_(run), scorer=scorer, scorer_url=scorer_url, feature_store=feature_store,
-                          feature_store_path=abs_(features), ab_config=abs_(ab_config), tmax_default_ms=tmax_ms,
-                          micro_batching=None if micro_batching is None else micro_batching == 'on')
         s = s.model_copy(update={'bid_log': Path(bid_log).expanduser().resolve() if bid_log else None})
-        client = RouterClient(settings=s, concurrency=concurrency, timeout_s=timeout_ms / 1000)
+        client = RouterClient(settings=s, concurrency=s.worker_concurrency, timeout_s=timeout_s)
     summ = stream_worker(src, snk, client, summary_path=summary_json, max_records=max_records, idle_timeout_s=idle_timeout_s,
-                         batch=batch, checkpoint_every_s=checkpoint_every_s, progress=not quiet)
+                         batch=s.worker_batch, checkpoint_every_s=s.worker_checkpoint_every_s, progress=not quiet)
     print(worker_summary_line(summ) + (f" -> {summary_json}" if summary_json else ''))
     return summ
