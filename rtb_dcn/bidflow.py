@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 from .openrtb import BidRequest, bid_request_to_record
+from .units import to_currency, to_price_units
 from .featurestore import feature_keys, aggregate_features
 from .features import FeatureSpec
 
@@ -48,9 +49,9 @@ def decide_bids(req: BidRequest, pctrs: Sequence[float], strategy, currency: str
     for imp, p in zip(req.imp, pctrs):
         if imp.bidfloor and imp.bidfloorcur != currency:
             out.append(ImpDecision(imp.id, p, reason='currency')); continue
-        floor = None if imp.bidfloor is None else round(imp.bidfloor * price_scale, 9)
+        floor = None if imp.bidfloor is None else round(to_price_units(imp.bidfloor, price_scale), 9)
         d = strategy.decide(p, {'floor_price': floor, 'auction_type': req.at, 'shader': shader,
                                 'pacer': pacer, 'campaign': campaign})
         if d.price is None: out.append(ImpDecision(imp.id, p, reason=d.reason)); continue
-        out.append(ImpDecision(imp.id, p, max(round(d.price / price_scale, 6), imp.bidfloor or 0.0), d.price))
+        out.append(ImpDecision(imp.id, p, max(round(to_currency(d.price, price_scale), 6), imp.bidfloor or 0.0), d.price))
     return out

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastcore.script import call_parse
 from .config import RtbError, Settings, load_settings
 from .openrtb import BidRequest, BidResponse, SeatBid, Bid, BidExt, NS
+from .units import cpm_to_cost, cost_to_cpm, to_price_units
 from .featurestore import RedisStore
 from .ab import OVERRIDE_HEADER
 from .bidflow import imp_records, record_features, decide_bids
@@ -269,12 +270,12 @@ async def win_notice(win: WinNotice, st: State):
     arm, campaign, bid_price = st.open_bids[key]
     if win.price > bid_price + 1e-9: return _json(400, f"price: {win.price} is above the bid {bid_price}; expected a clearing price <= the bid")
     del st.open_bids[key]                    # only a valid notice closes the bid: a refused one can be corrected
-    w = st.wins[arm]; w['wins'] += 1; w['spend'] += win.price / 1000
-    st.metrics.wins.labels(arm).inc(); st.metrics.spend.labels(arm).inc(win.price / 1000)
-    if st.pacer is not None: st.pacer.record_win(campaign, win.price * st.s.price_scale)
+    w = st.wins[arm]; w['wins'] += 1; w['spend'] += cpm_to_cost(win.price)
+    st.metrics.wins.labels(arm).inc(); st.metrics.spend.labels(arm).inc(cpm_to_cost(win.price))
+    if st.pacer is not None: st.pacer.record_win(campaign, to_price_units(win.price, st.s.price_scale))
     st.log_bid({'ts': time.time(), 'request_id': win.id, 'imp_id': win.impid, 'arm': arm, 'status': 'win', 'price_paid': win.price})
     return WinStats(arm=arm, bids=w['bids'], wins=w['wins'], win_rate=w['wins'] / max(w['bids'], 1),
-                    spend=w['spend'], ecpm=w['spend'] / w['wins'] * 1000)
+                    spend=w['spend'], ecpm=cost_to_cpm(w['spend'] / w['wins']))
 
 # %% ../nbs/14_router.ipynb #b9190def
 scoring = APIRouter(tags=['scoring'])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 import numpy as np
 from .config import RtbError, Settings, repo_root
+from .units import to_price_units
 from .featurestore import InProcessStore, RedisStore, prior_ctr
 from .ab import ABConfig, Arm, Splitter, load_ab_config
 from .bidding import MarketStats, make_strategy, BudgetPacer, BidShader
@@ -106,7 +107,7 @@ class RouterState:
         self.ab = load_ab_config(s.ab_config) if s.ab_config else ABConfig(salt='rtb_dcn', arms=[Arm(name='default', weight=1.0)])
         self.splitter = Splitter(self.ab, allow_override=s.ab_override_header)
         self.arms: dict[str, ArmRuntime] = {a.name: load_arm(a, s, check=False) for a in self.ab.arms}
-        self.pacer = BudgetPacer(s.pacing_budget * s.price_scale, s.pacing_window_s) if s.pacing_budget else None
+        self.pacer = BudgetPacer(to_price_units(s.pacing_budget, s.price_scale), s.pacing_window_s) if s.pacing_budget else None
         self.shader = BidShader(s.shading, s.shading_c, s.shading_factor) if s.shading != 'none' else None
         self.bid_log = BidLog(s.bid_log, s.bid_log_max_bytes, s.bid_log_backups) if s.bid_log else None
         self.open_bids: OrderedDict[str, tuple[str, str, float]] = OrderedDict()   # bid id -> (arm, campaign, price)
