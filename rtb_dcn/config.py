@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettin
 from .units import CURRENCY, PRICE_SCALE
 
 # %% auto #0
-__all__ = ['Profile', 'RtbError', 'repo_root', 'Settings', 'profile_dir', 'load_settings']
+__all__ = ['Profile', 'RtbError', 'repo_root', 'Settings', 'profile_dir', 'load_settings', 'setting_default']
 
 # %% ../nbs/00_config.ipynb #edbd0bb6
 class RtbError(Exception):
@@ -152,3 +152,9 @@ def load_settings(profile: str | None = None, config_file: str | Path | None = N
             field = '.'.join(str(x) for x in err['loc'])
             raise RtbError(f"{field}: {err.get('input')!r} is invalid; {err['msg']}") from None
     finally: _PROFILE_FILE.reset(tok)
+
+# %% ../nbs/00_config.ipynb #6b6b07c4
+def setting_default(name: str) -> Any:
+    "The default of setting `name` (a field of `Settings`), for signatures elsewhere that must agree with it."
+    if name not in Settings.model_fields: raise RtbError(f"setting: {name!r} is not a setting; expected a field of Settings")
+    return Settings.model_fields[name].default

@@ -11,7 +11,7 @@ from collections.abc import Mapping   # not typing.Mapping: its isinstance() is 
 from typing import Any, Iterable, Protocol, runtime_checkable
 import numpy as np, pandas as pd
 from fastcore.script import call_parse
-from .config import RtbError
+from .config import RtbError, setting_default
 
 # %% auto #0
 __all__ = ['log', 'CONTEXT_FIELDS', 'GLOBAL_KEY', 'PRIOR_STRENGTH', 'feature_keys', 'aggregate_features', 'FeatureStore',
@@ -76,7 +76,7 @@ class InProcessStore:
 class RedisStore:
     "Aggregates in Redis hashes; pipelined reads, per-call timeout, degraded fallback to defaults (counted)."
     name = 'redis'
-    def __init__(self, url: str = 'redis://127.0.0.1:6379/0', timeout_ms: float = 5.0, prefix: str = 'rtb:f:',
+    def __init__(self, url: str = setting_default('redis_url'), timeout_ms: float = setting_default('redis_timeout_ms'), prefix: str = 'rtb:f:',
                  retry_s: float = 0.5, max_connections: int = 32):
         import redis
         self.url, self.timeout_s, self.prefix, self.retry_s = url, timeout_ms / 1000, prefix, retry_s

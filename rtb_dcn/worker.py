@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 from fastcore.script import call_parse
 from .config import RtbError, Settings, load_settings
+from .run import resolve_run
 from .sinks import Event, FileSink, KinesisSink, RedisStreamSink, make_sink, run_async, check_reachable
 
 # %% auto #0
 __all__ = ['SOURCES', 'Record', 'Source', 'write_json_atomic', 'read_checkpoint', 'FileSource', 'KinesisSource', 'KafkaSource',
            'RedisSource', 'make_source', 'RouterClient', 'response_record', 'respond', 'repair_jsonl',
            'existing_output_ids', 'write_outputs', 'WorkerStats', 'stream_worker_async', 'stream_worker',
-           'worker_summary_line', 'stream_worker_cli']
+           'worker_summary_line']
 
 # %% ../nbs/18_worker.ipynb #50f58b8b
 _DEFAULT = {k: f.default for k, f in Settings.model_fields.items()}   # stream names, group, servers: defined once, in Settings
@@ -586,11 +587,12 @@ def stream_worker_cli(
     if checkpoint is None and output == 'file': checkpoint = f'{out}.checkpoint.json'
     if micro_batching not in (None, 'on', 'off'): raise RtbError(f"micro_batching: {micro_batching!r} is invalid; expected on or off")
     abs_ = lambda p: None if p is None else str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
+    run = None if run is None or target else str(resolve_run(run, load_settings(profile=profile)))   # the one run-folder rule
     s = load_settings(profile=profile, stream_name=stream, stream_response_name=out_stream, stream_group=group,
                       stream_consumer=consumer, redis_url=redis_url, kinesis_region=region, kinesis_endpoint_url=endpoint_url,
                       kafka_bootstrap=bootstrap, worker_batch=batch, worker_concurrency=concurrency, worker_timeout_ms=timeout_ms,
                       worker_checkpoint_every_s=checkpoint_every_s,
-                      **({} if target else dict(run_dir=abs_(run), scorer=scorer, scorer_url=scorer_url, feature_store=feature_store,
+                      **({} if target else dict(run_dir=run, scorer=scorer, scorer_url=scorer_url, feature_store=feature_store,
                                                 feature_store_path=abs_(features), ab_config=abs_(ab_config), tmax_default_ms=tmax_ms,
                                                 micro_batching=None if micro_batching is None else micro_batching == 'on')))
     src = make_source(source, path=path, checkpoint=checkpoint, claim_idle_ms=claim_idle_ms, settings=s)

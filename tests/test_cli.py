@@ -34,6 +34,7 @@ def test_missing_run_is_the_same_one_line_for_every_command(tmp_path, samples):
         ("auction-replay", "--train", ipy, "--test", ipy, "--format", "ipinyou", "--run", "no_such_run"),
         ("model-server", "--run", "no_such_run"),
         ("serve", "--run", "no_such_run"),
+        ("stream-worker", "--source", "file", "--path", ipy, "--output", "file", "--out", tmp_path / "o.jsonl", "--run", "no_such_run"),
     ]
     for args in cases:
         r = run_cli(*args, env={"RTB_ARTIFACTS_DIR": str(tmp_path)})
