@@ -144,8 +144,8 @@ def predict(model, chunks, spec, batch_size: int = 8192) -> tuple[np.ndarray, np
     return np.concatenate(ys), np.concatenate(ps)
 
 def clear_exports(run_dir: Path) -> list[str]:
-    "Remove a previous model's exports (`rtb_dcn.export.EXPORT_FILES`) from `run_dir`: they would not match the model trained now."
-    from rtb_dcn.export import EXPORT_FILES
+    "Remove a previous model's exports (`rtb_dcn.run.EXPORT_FILES`) from `run_dir`: they would not match the model trained now."
+    from rtb_dcn.run import EXPORT_FILES
     gone = []
     for n in EXPORT_FILES:
         p = Path(run_dir) / n
