@@ -21,50 +21,63 @@ __all__ = ['parse_infer_request', 'create_model_server', 'ServerThread']
 # %% ../nbs/10b_model_server.ipynb #55d1577a
 _DTYPES = {'cat_ids': ('INT64', 'iu'), 'dense': ('FP32', 'iuf')}
 
-def parse_infer_request(body, n_cat: int, n_dense: int, cardinalities=None, max_rows: int = 65_536) -> tuple[np.ndarray, np.ndarray, dict]:
-    "(cat_ids, dense, body) of a KServe-v2 JSON request; RtbError naming the field for anything malformed."
+def _json_object(body) -> dict:
+    "The request body as a dict (bytes/str are parsed as JSON)."
     if isinstance(body, (bytes, bytearray, str)):
         try: body = json.loads(body)
         except ValueError as e: raise RtbError(f"body: not valid JSON ({_short(e)}); expected a KServe-v2 inference request") from None
     if not isinstance(body, dict): raise RtbError(f"body: a JSON {type(body).__name__}; expected an object with \"inputs\"")
+    return body
+
+def _input_tensor(w: str, t, n_cols: dict, max_rows: int) -> tuple[str, np.ndarray]:
+    "(name, array of shape [n, cols]) of the input tensor `t` (`w` names it in errors: 'inputs[0]')."
+    if not isinstance(t, dict): raise RtbError(f"{w}: {str(t)[:60]!r} is not an object; expected {{name, shape, datatype, data}}")
+    name = t.get('name')
+    if name not in _DTYPES: raise RtbError(f"{w}.name: {name!r} is not an input of this model; expected cat_ids or dense")
+    dt, kinds = _DTYPES[name]
+    if t.get('datatype') != dt: raise RtbError(f"{w}.datatype: {t.get('datatype')!r} is invalid for {name}; expected {dt}")
+    shape = t.get('shape')
+    if (not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
+            or shape[0] < 1 or shape[1] != n_cols[name]):
+        raise RtbError(f"{w}.shape: {shape!r} is invalid for {name}; expected [n, {n_cols[name]}] with n >= 1")
+    if shape[0] > max_rows: raise RtbError(f"{w}.shape: {shape[0]} rows; expected at most {max_rows} per request")
+    data = t.get('data')
+    if not isinstance(data, list): raise RtbError(f"{w}.data: {str(data)[:60]!r}; expected a list of {shape[0] * shape[1]} numbers")
+    try: a = np.asarray(data)
+    except ValueError: a = np.asarray([None])   # ragged nesting
+    if a.dtype.kind not in kinds or a.size != shape[0] * shape[1]:
+        what = 'integers' if dt == 'INT64' else 'numbers'
+        raise RtbError(f"{w}.data: {a.size if a.dtype.kind in kinds else 'non-numeric'} values for shape {shape}; "
+                       f"expected {shape[0] * shape[1]} {what}")
+    return name, a.reshape(shape)
+
+def _check_ids(ids: np.ndarray, cardinalities):
+    "RtbError naming the first id outside its field's embedding table [0, cardinality)."
+    bad = (ids < 0) | (ids >= cardinalities)
+    if bad.any():
+        r, c = map(int, np.argwhere(bad)[0])
+        raise RtbError(f"cat_ids.data: id {int(ids[r, c])} at row {r}, column {c} is outside [0, {int(cardinalities[c])}); "
+                       f"expected ids from the run's FeatureSpec")
+
+# %% ../nbs/10b_model_server.ipynb #2fac6694
+def parse_infer_request(body, n_cat: int, n_dense: int, cardinalities=None, max_rows: int = 65_536) -> tuple[np.ndarray, np.ndarray, dict]:
+    "(cat_ids, dense, body) of a KServe-v2 JSON request; RtbError naming the field for anything malformed."
+    body = _json_object(body)
     inputs = body.get('inputs')
     if not isinstance(inputs, list) or not inputs:
         raise RtbError(f"inputs: {str(inputs)[:80]}; expected a list of the tensors cat_ids (INT64) and dense (FP32)")
-    want_cols = {'cat_ids': n_cat, 'dense': n_dense}
-    got = {}
+    n_cols, got = {'cat_ids': n_cat, 'dense': n_dense}, {}
     for i, t in enumerate(inputs):
-        w = f'inputs[{i}]'
-        if not isinstance(t, dict): raise RtbError(f"{w}: {str(t)[:60]!r} is not an object; expected {{name, shape, datatype, data}}")
-        name = t.get('name')
-        if name not in _DTYPES: raise RtbError(f"{w}.name: {name!r} is not an input of this model; expected cat_ids or dense")
-        if name in got: raise RtbError(f"{w}.name: {name!r} appears twice; expected each input once")
-        dt, kinds = _DTYPES[name]
-        if t.get('datatype') != dt: raise RtbError(f"{w}.datatype: {t.get('datatype')!r} is invalid for {name}; expected {dt}")
-        shape = t.get('shape')
-        if (not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
-                or shape[0] < 1 or shape[1] != want_cols[name]):
-            raise RtbError(f"{w}.shape: {shape!r} is invalid for {name}; expected [n, {want_cols[name]}] with n >= 1")
-        if shape[0] > max_rows: raise RtbError(f"{w}.shape: {shape[0]} rows; expected at most {max_rows} per request")
-        data = t.get('data')
-        if not isinstance(data, list): raise RtbError(f"{w}.data: {str(data)[:60]!r}; expected a list of {shape[0] * shape[1]} numbers")
-        try: a = np.asarray(data)
-        except ValueError: a = np.asarray([None])   # ragged nesting
-        if a.dtype.kind not in kinds or a.size != shape[0] * shape[1]:
-            what = 'integers' if dt == 'INT64' else 'numbers'
-            raise RtbError(f"{w}.data: {a.size if a.dtype.kind in kinds else 'non-numeric'} values for shape {shape}; "
-                           f"expected {shape[0] * shape[1]} {what}")
-        got[name] = a.reshape(shape)
+        name = t.get('name') if isinstance(t, dict) else None
+        if name in got: raise RtbError(f"inputs[{i}].name: {name!r} appears twice; expected each input once")
+        name, a = _input_tensor(f'inputs[{i}]', t, n_cols, max_rows)
+        got[name] = a
     miss = [n for n in _DTYPES if n not in got]
     if miss: raise RtbError(f"inputs: {miss[0]} is missing; expected both cat_ids (INT64) and dense (FP32)")
     ids, x = got['cat_ids'].astype(np.int64), got['dense'].astype(np.float32)
     if len(ids) != len(x): raise RtbError(f"inputs: cat_ids has {len(ids)} rows but dense has {len(x)}; expected the same n")
     if not np.isfinite(x).all(): raise RtbError("dense.data: NaN or infinite values; expected finite numbers")
-    if cardinalities is not None:
-        bad = (ids < 0) | (ids >= cardinalities)
-        if bad.any():
-            r, c = map(int, np.argwhere(bad)[0])
-            raise RtbError(f"cat_ids.data: id {int(ids[r, c])} at row {r}, column {c} is outside [0, {int(cardinalities[c])}); "
-                           f"expected ids from the run's FeatureSpec")
+    if cardinalities is not None: _check_ids(ids, cardinalities)
     outs = body.get('outputs')
     if outs is not None:
         if not isinstance(outs, list) or any(not isinstance(o, dict) or o.get('name') != 'pctr' for o in outs):
@@ -93,6 +106,24 @@ def _model_metadata(name: str, version: str, scorer) -> dict:
                        {'name': 'dense', 'datatype': 'FP32', 'shape': [-1, scorer.n_dense]}],
             'outputs': [{'name': 'pctr', 'datatype': 'FP32', 'shape': [-1, 1]}]}
 
+def _unknown(model: str, name: str):
+    "The 404 of a model that is not the one served."
+    return _error(404, f"model {model!r} is not served here; expected {name!r}")
+
+def _metadata_routes(app, name: str, metadata: dict):
+    "The KServe-v2 health and metadata endpoints of a server of model `name`."
+    from rtb_dcn import __version__
+    @app.get('/v2', summary='server metadata')
+    def server_metadata(): return {'name': 'rtb_dcn', 'version': __version__, 'extensions': []}
+    @app.get('/v2/health/live', summary='liveness')
+    def live(): return {'live': True}
+    @app.get('/v2/health/ready', summary='readiness: the model is loaded')
+    def ready(): return {'ready': True}
+    @app.get('/v2/models/{model}', summary='model metadata')
+    def model_metadata(model: str): return metadata if model == name else _unknown(model, name)
+    @app.get('/v2/models/{model}/ready', summary='model readiness')
+    def model_ready(model: str): return {'name': name, 'ready': True} if model == name else _unknown(model, name)
+
 # %% ../nbs/10b_model_server.ipynb #73d6d636
 def create_model_server(run_dir,                     # exported run folder (model.onnx, input_spec.json)
                         name: str | None = None,     # model name in the URLs (default: the run folder's name)
@@ -119,25 +150,10 @@ def create_model_server(run_dir,                     # exported run folder (mode
     app.state.scorer, app.state.batcher, app.state.model_name, app.state.model_version = scorer, batcher, name, version
     err = _error
     _error_handlers(app)
-
-    def unknown(model: str):
-        return err(404, f"model {model!r} is not served here; expected {name!r}")
-
-    metadata = _model_metadata(name, version, scorer)
-
-    @app.get('/v2', summary='server metadata')
-    def server_metadata(): return {'name': 'rtb_dcn', 'version': __version__, 'extensions': []}
-    @app.get('/v2/health/live', summary='liveness')
-    def live(): return {'live': True}
-    @app.get('/v2/health/ready', summary='readiness: the model is loaded')
-    def ready(): return {'ready': True}
-    @app.get('/v2/models/{model}', summary='model metadata')
-    def model_metadata(model: str): return metadata if model == name else unknown(model)
-    @app.get('/v2/models/{model}/ready', summary='model readiness')
-    def model_ready(model: str): return {'name': name, 'ready': True} if model == name else unknown(model)
+    _metadata_routes(app, name, _model_metadata(name, version, scorer))
 
     async def _infer(model: str, request: Request, model_version: str | None = None):
-        if model != name: return unknown(model)
+        if model != name: return _unknown(model, name)
         if model_version is not None and model_version != version:
             return err(404, f"model {model!r} version {model_version!r} is not served here; expected {version!r}")
         try: ids, x, body = parse_infer_request(await request.body(), scorer.n_cat, scorer.n_dense, scorer.cardinalities, max_rows)
