@@ -34,6 +34,39 @@ def run_cli(*args, timeout=600, cwd=ROOT, env=None):
                           timeout=timeout, cwd=cwd, env=e)
 
 
+# ---------------------------------------------------------------- trained runs (rtb_dcn.run.train_frame), one per session
+EXPERIMENTS = ROOT / "configs" / "experiments"
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    """A small trained + exported iPinYou-shaped run (experiment DCN_test, 1 epoch, on 20,000 synthetic rows), a copy
+    of it, a broken one, and the log it was trained on: {"run", "run2", "broken", "data", "dir"} (paths)."""
+    import shutil
+    from rtb_dcn.data import read_dataset
+    from rtb_dcn.run import train_frame
+    from rtb_dcn.synth import write_synth
+    from rtb_dcn.train import load_experiment
+    d = tmp_path_factory.mktemp("router_runs")
+    write_synth(d / "ipy.txt", "ipinyou", rows=20000, seed=5, progress=False)
+    cfg = load_experiment(EXPERIMENTS / "dcn_criteo.yaml", "DCN_test", format="ipinyou", epochs=1)
+    run = train_frame(read_dataset(d / "ipy.txt", "ipinyou"), cfg, d / "ipy", parity_rows=500).path
+    shutil.copytree(run, d / "ipy2")
+    (d / "broken").mkdir()
+    shutil.copy(run / "input_spec.json", d / "broken")
+    (d / "broken" / "model.onnx").write_bytes(b"not an onnx model")
+    return {"run": run, "run2": d / "ipy2", "broken": d / "broken", "data": d / "ipy.txt", "dir": d}
+
+
+@pytest.fixture(scope="session")
+def requests_(runs):
+    "OpenRTB requests made from the first 600 rows of the runs' synthetic log with the shared mapping."
+    from rtb_dcn.data import read_dataset
+    from rtb_dcn.openrtb import row_to_bid_request
+    df = read_dataset(runs["data"], "ipinyou", nrows=600)
+    return [row_to_bid_request(r, "ipinyou") for r in df.to_dict("records")]
+
+
 # ---------------------------------------------------------------- servers (rtb_dcn.servers), one per session
 @pytest.fixture(scope="session")
 def server_logs(tmp_path_factory) -> Path:

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
-from test_router import runs   # noqa: F401  (the session fixture that trains + exports a small iPinYou run)
 
 
 def cli(command, *args, timeout=120):

@@ -4,7 +4,7 @@ one-line error for a broken run folder, and a scorer that fails fast once the se
 import json, time
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import EXPERIMENTS, run_cli
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -13,24 +13,14 @@ httpx = pytest.importorskip("httpx")
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, samples):
-    "A tiny exported Criteo run (FeatureSpec on the sample, small DCN, SavedModel + ONNX)."
+    "A tiny exported Criteo run: experiment DCN_test trained on the 200-row sample (SavedModel + ONNX)."
     pytest.importorskip("tensorflow")
-    import keras
-    from rtb_dcn.data import read_dataset, SCHEMAS
-    from rtb_dcn.export import export_run
-    from rtb_dcn.features import FeatureSpec
-    from rtb_dcn.models import build_model
+    from rtb_dcn.data import read_dataset
+    from rtb_dcn.run import train_frame
+    from rtb_dcn.train import load_experiment
     df = read_dataset(samples / "criteo" / "criteo_sample.txt", "criteo")
-    spec = FeatureSpec.fit(df, SCHEMAS["criteo"], fmt="criteo")
-    keras.utils.set_random_seed(0)
-    model = build_model("dcn", [f.cardinality for f in spec.cat_fields], len(spec.dense_fields),
-                        structure="stacked", hidden_units=[16], num_cross_layers=2, embedding_dim=4)
-    run = tmp_path_factory.mktemp("runs") / "criteo_tiny"
-    run.mkdir()
-    model.save(run / "model.keras")
-    spec.save(run)
-    export_run(run, parity_rows=500)
-    return run
+    cfg = load_experiment(EXPERIMENTS / "dcn_criteo.yaml", "DCN_test")
+    return train_frame(df, cfg, tmp_path_factory.mktemp("runs") / "criteo_tiny", parity_rows=500).path
 
 
 @pytest.fixture(scope="module")

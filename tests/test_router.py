@@ -2,39 +2,11 @@
 driven over HTTP. Every failure behaviour of the router issue is a test here: 400s naming the field, 413, tmax ->
 204, Redis down under load -> defaults + degraded + counted, then recovery; scorer down -> 204 counted; reload under
 load -> zero failed requests, broken run refused, 403 without the token."""
-import json, shutil, threading, time
+import json, threading, time
 import httpx
 import pytest
-from conftest import run_cli
 
 TOKEN = "test-token-1"
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    "A small trained + exported iPinYou-shaped run, a copy of it, a broken one, and the log it was trained on."
-    d = tmp_path_factory.mktemp("router_runs")
-    env = {"RTB_ARTIFACTS_DIR": str(d)}
-    r = run_cli("synth", "--format", "ipinyou", "--rows", 20000, "--out", d / "ipy.txt", "--seed", 5, "--quiet")
-    assert r.returncode == 0, r.stderr
-    r = run_cli("train", d / "ipy.txt", "--format", "ipinyou", "--experiment", "DCN_test", "--run", "ipy", "--epochs", 1, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = run_cli("export", "--run", d / "ipy", "--parity-rows", 500, "--quiet", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    shutil.copytree(d / "ipy", d / "ipy2")
-    (d / "broken").mkdir()
-    shutil.copy(d / "ipy" / "input_spec.json", d / "broken")
-    (d / "broken" / "model.onnx").write_bytes(b"not an onnx model")
-    return {"run": d / "ipy", "run2": d / "ipy2", "broken": d / "broken", "data": d / "ipy.txt", "dir": d}
-
-
-@pytest.fixture(scope="session")
-def requests_(runs):
-    "OpenRTB requests made from the synthetic log's rows with the shared mapping."
-    from rtb_dcn.data import read_dataset
-    from rtb_dcn.openrtb import row_to_bid_request
-    df = read_dataset(runs["data"], "ipinyou", nrows=600)
-    return [row_to_bid_request(r, "ipinyou") for r in df.to_dict("records")]
 
 
 @pytest.fixture(scope="session")

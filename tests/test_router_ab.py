@@ -3,7 +3,6 @@
 arm the splitter assigns; the X-RTB-Arm override header only counts when settings enable it; a campaign whose
 pacing budget the win notices have spent gets 204 `budget`."""
 import pytest
-from test_router import runs  # noqa: F401  (`runs`: the session's trained run, a fixture)
 from rtb_dcn.units import PRICE_SCALE, to_price_units
 
 PRICE = {"a": 5.0, "b": 7.77}      # const bids of the arms (CNY CPM): the price tells the arm too

@@ -5,7 +5,6 @@ process), and every backend gives the same pCTR and the same bid/no-bid decision
 import json
 import pytest
 from conftest import run_cli
-from test_router import runs, requests_   # noqa: F401  (session fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ client that is still writing it (Python's urllib sends the whole body before it 
 import http.client, urllib.error, urllib.request
 import pytest
 from conftest import run_cli
-from test_router import runs  # noqa: F401  (`runs`: the session's trained run, a fixture)
 from rtb_dcn.servers import free_port
 
 

