@@ -1,5 +1,5 @@
-"""Shared helpers of the model benchmarks (bench_models, bench_peers, bench_inference, bench_train_memory):
-the benchmark data file, the seeded split exactly as `rtb_dcn.train.train` makes it, and JSON output."""
+"""Shared helpers of the benchmarks: the model benchmarks' data file (bench_models, bench_peers, bench_inference,
+bench_train_memory), the small run the serving benchmarks fall back on (bench_router, bench_replay), and JSON output."""
 import json, os, platform, shlex, sys, time
 from pathlib import Path
 import numpy as np
@@ -20,6 +20,28 @@ def ensure_data(path: Path = DATA, rows: int = 5_000_000, seed: int = SEED_DATA)
         path.parent.mkdir(parents=True, exist_ok=True)
         print(write_synth(path, 'criteo', rows=rows, seed=seed), file=sys.stderr)
     return path
+
+def _train_small_ipinyou_run(folder: Path, parity_rows: int) -> None:
+    from rtb_dcn.data import read_dataset
+    from rtb_dcn.run import train_frame
+    from rtb_dcn.synth import write_synth
+    from rtb_dcn.train import load_experiment
+    if not (folder / 'ipy.txt').exists(): write_synth(folder / 'ipy.txt', 'ipinyou', rows=20000, seed=5, progress=False)
+    cfg = load_experiment(CONFIG, 'DCN_test', format='ipinyou', epochs=1)
+    train_frame(read_dataset(folder / 'ipy.txt', 'ipinyou'), cfg, folder / 'ipy', parity_rows=parity_rows)
+
+def small_ipinyou_run(folder: Path, parity_rows: int = 500) -> tuple[Path, Path]:
+    """(log, run folder): `folder`/ipy.txt, 20,000 synthetic iPinYou-shaped rows (seed 5), and `folder`/ipy, experiment
+    DCN_test (1 epoch) trained on them and exported by rtb_dcn.run.train_frame; each made only when missing. Training
+    runs in a child process, so TensorFlow's threads and memory stay out of the benchmark's own (load-generating) process."""
+    import multiprocessing as mp
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    data, run = folder / 'ipy.txt', folder / 'ipy'
+    if not data.exists() or not (run / 'model.onnx').exists() or not (run / 'saved_model').is_dir():
+        p = mp.get_context('spawn').Process(target=_train_small_ipinyou_run, args=(folder, parity_rows))
+        p.start(); p.join()
+        if p.exitcode: raise SystemExit(f"training the small iPinYou run in {folder} failed (exit code {p.exitcode})")
+    return data, run
 
 def command() -> str:
     "The command line that is running, as one could retype it from the repository root."

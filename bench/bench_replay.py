@@ -8,7 +8,7 @@
    batches straight from memory, with the read-back counts.
 
 Usage: .venv/bin/python bench/bench_replay.py [--quick]"""
-import argparse, asyncio, json, os, subprocess, sys, time
+import argparse, asyncio, json, os, sys, time
 from pathlib import Path
 from rtb_dcn.config import repo_root
 from rtb_dcn.servers import router_server, uvicorn_server, redis_server, moto_server
@@ -17,10 +17,9 @@ from rtb_dcn.sinks import HttpSink, RedisStreamSink, KinesisSink, Event
 
 ROOT = repo_root()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import dump_json   # JSON with repository-relative paths
+from _common import dump_json, small_ipinyou_run   # JSON with repository-relative paths; the fallback run
 WORK = ROOT / 'data' / 'bench' / 'replay'
 OUT = ROOT / 'report' / 'latency_throughput' / 'replay.json'
-BIN = Path(sys.executable).parent
 _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
 _ap.add_argument('--quick', action='store_true', help='shorter steps (a smoke run; numbers not for the report)')
 QUICK = _ap.parse_args().quick if __name__ == '__main__' else False
@@ -28,19 +27,9 @@ os.environ.update(AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing')
 
 def log(*a): print(*a, file=sys.stderr, flush=True)
 
-def cli(*args):
-    r = subprocess.run([str(BIN / 'rtb-dcn'), *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, 'RTB_ARTIFACTS_DIR': str(WORK)})
-    if r.returncode: raise SystemExit(f"rtb-dcn {args[0]} failed: {r.stderr[-2000:]}")
-
 def ensure_run() -> tuple[Path, Path]:
-    data, run = WORK / 'ipy.txt', WORK / 'ipy'
-    WORK.mkdir(parents=True, exist_ok=True)
-    if not data.exists(): cli('synth', '--format', 'ipinyou', '--rows', 20000, '--out', data, '--seed', 5, '--quiet')
-    if not (run / 'model.onnx').exists():
-        cli('train', data, '--format', 'ipinyou', '--experiment', 'DCN_test', '--run', 'ipy', '--epochs', 1)
-        cli('export', '--run', run, '--parity-rows', 200, '--quiet')
-    return data, run
+    "(log, exported run) under WORK: the small iPinYou run, trained once (bench/_common.small_ipinyou_run)."
+    return small_ipinyou_run(WORK, parity_rows=200)
 
 def start_router(run: Path):
     "`rtb-dcn serve` on the run, no feature store, started; (server, bid URL)."

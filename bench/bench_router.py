@@ -15,15 +15,16 @@ quantiles interpolated within buckets like PromQL's histogram_quantile. The gene
 step (it competes with the server for the same 2 cores), as is the load average (the machine may be shared).
 """
 from __future__ import annotations
-import argparse, asyncio, csv, json, os, platform, re, shlex, shutil, subprocess, sys, tempfile, time
+import argparse, asyncio, csv, json, os, platform, re, shlex, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
+from rtb_dcn.config import RtbError
+from rtb_dcn.run import Run
 from rtb_dcn.servers import Server, router_server, model_server, bare_server   # subprocesses on 127.0.0.1, health-checked
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import dump_json   # JSON with repository-relative paths
-BIN = Path(sys.executable).parent
+from _common import dump_json, small_ipinyou_run   # JSON with repository-relative paths; the fallback run
 OUT = Path(os.environ.get('RTB_BENCH_OUT', ROOT / 'report' / 'latency_throughput'))
 P99_GOAL_S = 0.010
 
@@ -227,16 +228,12 @@ def best(rows, side) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def ensure_run(run: Path, tmp: Path) -> Path:
-    if (run / 'model.onnx').is_file() and (run / 'saved_model').is_dir(): return run
-    log(f'{run} has no exported model: training a small iPinYou-shaped DCN first')
-    run = tmp / 'ipy'
-    rc = lambda *a: subprocess.run([str(BIN / 'rtb-dcn'), *map(str, a)], check=True, cwd=ROOT,
-                                   env={**os.environ, 'RTB_ARTIFACTS_DIR': str(tmp)})
-    rc('synth', '--format', 'ipinyou', '--rows', 20000, '--out', tmp / 'ipy.txt', '--seed', 5, '--quiet')
-    rc('train', tmp / 'ipy.txt', '--format', 'ipinyou', '--experiment', 'DCN_test', '--run', 'ipy', '--epochs', 1)
-    rc('export', '--run', run, '--parity-rows', 500, '--quiet')
-    return run
+def ensure_run(run: str, tmp: Path) -> Path:
+    "The exported run folder `run` (found the way every --run is), else a small iPinYou run trained in `tmp`."
+    try: return Run(run).require('model.onnx', 'saved_model').path
+    except RtbError as e:
+        log(f'{e}: training a small iPinYou-shaped DCN first')
+        return small_ipinyou_run(tmp)[1]
 
 
 def request_bodies(log_path: Path, n: int) -> list[bytes]:
@@ -270,7 +267,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix='bench_router_'))
     OUT.mkdir(parents=True, exist_ok=True)
     load0 = os.getloadavg()
-    run = ensure_run(Path(a.run).resolve(), tmp)
+    run = ensure_run(a.run, tmp)
     data = synth_log(tmp)
     bodies = request_bodies(data, 3000)
     from rtb_dcn.featurestore import InProcessStore, load_features
