@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 from fastcore.basics import patch
-from .config import RtbError
+from .config import RtbError, setting_default
 
 # %% auto #0
 __all__ = ['KINESIS_MAX_RECORDS', 'KINESIS_MAX_BYTES', 'KINESIS_MAX_RECORD', 'SINKS', 'Event', 'Outcome', 'SinkStats', 'Sink',
@@ -190,7 +190,7 @@ class HttpSink(_Sink):
 class RedisStreamSink(_Sink):
     "XADD each event (fields `key`, `body`) to a Redis stream, approximately capped at `maxlen` entries (in order)."
     max_batch, max_inflight = 500, 1
-    def __init__(self, url: str = 'redis://127.0.0.1:6379/0', stream: str = 'rtb:bid-requests', maxlen: int = 1_000_000,
+    def __init__(self, url: str = setting_default('redis_url'), stream: str = setting_default('stream_name'), maxlen: int = setting_default('stream_maxlen'),
                  timeout_s: float = 5.0):
         super().__init__()
         self.url, self.stream, self.maxlen, self.timeout_s = url, stream, int(_positive('maxlen', maxlen)), timeout_s
@@ -240,7 +240,7 @@ _KINESIS_RETRYABLE = {'ProvisionedThroughputExceededException', 'ThrottlingExcep
 class KinesisSink(_Sink):
     "boto3 `put_records` to a Kinesis stream: batches of <= 500 records / 5 MiB, only failed records retried with backoff."
     max_batch = KINESIS_MAX_RECORDS
-    def __init__(self, stream: str, region: str = 'us-east-1', endpoint_url: str | None = None, client=None,
+    def __init__(self, stream: str, region: str = setting_default('kinesis_region'), endpoint_url: str | None = None, client=None,
                  max_retries: int = 6, backoff_s: float = 0.05, threads: int = 8):
         super().__init__()
         self.max_inflight = threads or None
@@ -321,7 +321,7 @@ def put_sync(self: KinesisSink, events: Sequence[Event]) -> list[Outcome]:
 class KafkaSink(_Sink):
     "confluent-kafka idempotent producer to `topic`; each event counts once its delivery callback fires."
     max_batch = 10_000
-    def __init__(self, bootstrap: str = '127.0.0.1:9092', topic: str = 'rtb-bid-requests', linger_ms: float = 5,
+    def __init__(self, bootstrap: str = setting_default('kafka_bootstrap'), topic: str = setting_default('stream_name'), linger_ms: float = 5,
                  flush_timeout_s: float = 30.0, config: dict | None = None):
         super().__init__()
         self.bootstrap, self.topic, self.flush_timeout_s = bootstrap, topic, flush_timeout_s
@@ -367,10 +367,11 @@ class KafkaSink(_Sink):
 # %% ../nbs/15a_sinks.ipynb #e56632ea
 SINKS = ('http', 'file', 'redis', 'kinesis', 'kafka')
 
-def make_sink(kind: str = 'http', target: str = 'http://127.0.0.1:8080/openrtb2/bid', out=None, stream: str = 'rtb-bid-requests',
-              redis_url: str = 'redis://127.0.0.1:6379/0', maxlen: int = 1_000_000, region: str = 'us-east-1',
-              endpoint_url: str | None = None, bootstrap: str = '127.0.0.1:9092', concurrency: int = 256,
-              timeout_s: float = 1.0, headers: dict | None = None):
+def make_sink(kind: str = 'http', target: str = 'http://127.0.0.1:8080/openrtb2/bid', out=None, stream: str = setting_default('stream_name'),
+              redis_url: str = setting_default('redis_url'), maxlen: int = setting_default('stream_maxlen'),
+              region: str = setting_default('kinesis_region'), endpoint_url: str | None = setting_default('kinesis_endpoint_url'),
+              bootstrap: str = setting_default('kafka_bootstrap'), concurrency: int = setting_default('replay_concurrency'),
+              timeout_s: float = setting_default('replay_timeout_ms') / 1000, headers: dict | None = None):
     "A `Sink` of `kind` (http, file, redis, kinesis, kafka) configured from the replayer's options."
     if kind == 'http': return HttpSink(target, concurrency=concurrency, timeout_s=timeout_s, headers=headers)
     if kind == 'file':

@@ -442,16 +442,16 @@ def replay_cli(
     duration: float = None,         # send for at most this many seconds (scheduled time)
     seed: int = None,               # Poisson seed (default: the settings' seed)
     loop: bool = False,             # start the data over when it runs out (rate modes)
-    concurrency: int = 256,         # at most this many sends in flight (http: connections; kinesis: parallel put_records, at most 8)
-    timeout_ms: float = 1000.0,     # http: per-request timeout; a timeout is counted and the replay goes on
+    concurrency: int = None,        # at most this many sends in flight (http: connections; kinesis: parallel put_records, at most 8)
+    timeout_ms: float = None,       # http: per-request timeout (default: settings replay_timeout_ms); a timeout is counted and the replay goes on
     arm: str = None,                # http: force this A/B arm (X-RTB-Arm header)
     out: str = None,                # file: the JSONL file to append to
-    stream: str = 'rtb-bid-requests',  # redis stream / kinesis stream / kafka topic name
-    redis_url: str = 'redis://127.0.0.1:6379/0',  # redis: server URL
-    maxlen: int = 1_000_000,        # redis: approximate MAXLEN of the stream
-    region: str = 'us-east-1',      # kinesis: AWS region
-    endpoint_url: str = None,       # kinesis: endpoint (e.g. a local moto server http://127.0.0.1:5000)
-    bootstrap: str = '127.0.0.1:9092',  # kafka: bootstrap servers
+    stream: str = None,             # redis stream / kinesis stream / kafka topic name (default: settings stream_name, RTB_STREAM_NAME)
+    redis_url: str = None,          # redis: server URL (default: settings redis_url, RTB_REDIS_URL)
+    maxlen: int = None,             # redis: approximate MAXLEN of the stream (default: settings stream_maxlen)
+    region: str = None,             # kinesis: AWS region (default: settings kinesis_region)
+    endpoint_url: str = None,       # kinesis: endpoint, e.g. a local moto server http://127.0.0.1:5000 (default: settings kinesis_endpoint_url)
+    bootstrap: str = None,          # kafka: bootstrap servers (default: settings kafka_bootstrap)
     log: str = None,                # per-request CSV: seq, id, scheduled_s, send_lag_ms, latency_ms, status, error, price, arm
     summary_json: str = None,       # write the summary (sent, achieved_qps, p50_ms ... p999_ms, errors) here
     late_ms: float = 10.0,          # a request sent more than this after its scheduled time counts as late
@@ -461,11 +461,15 @@ def replay_cli(
     if data is None: raise RtbError("data: missing; expected --data FILE (a criteo, avazu or ipinyou log)")
     if format is None: raise RtbError("format: missing; expected --format criteo, avazu or ipinyou")
     from rtb_dcn.ab import OVERRIDE_HEADER
-    snk = make_sink(sink, target=target, out=out, stream=stream, redis_url=redis_url, maxlen=maxlen, region=region,
-                    endpoint_url=endpoint_url, bootstrap=bootstrap, concurrency=concurrency, timeout_s=timeout_ms / 1000,
+    st = load_settings(stream_name=stream, redis_url=redis_url, stream_maxlen=maxlen, kinesis_region=region,   # flags > RTB_ env > profile
+                       kinesis_endpoint_url=endpoint_url, kafka_bootstrap=bootstrap, replay_concurrency=concurrency,
+                       replay_timeout_ms=timeout_ms)
+    snk = make_sink(sink, target=target, out=out, stream=st.stream_name, redis_url=st.redis_url, maxlen=st.stream_maxlen,
+                    region=st.kinesis_region, endpoint_url=st.kinesis_endpoint_url, bootstrap=st.kafka_bootstrap,
+                    concurrency=st.replay_concurrency, timeout_s=st.replay_timeout_ms / 1000,
                     headers={OVERRIDE_HEADER: arm} if arm else None)
     s = replay_stream(data, format, snk, mode=mode, qps=qps, speedup=speedup, poisson=poisson, ramp_from=ramp_from, ramp_s=ramp_s,
                burst_factor=burst_factor, burst_s=burst_s, burst_every=burst_every, count=count, duration=duration, seed=seed,
-               loop=loop, concurrency=concurrency, log_path=log, summary_path=summary_json, progress=not quiet, late_ms=late_ms)
+               loop=loop, concurrency=st.replay_concurrency, log_path=log, summary_path=summary_json, progress=not quiet, late_ms=late_ms)
     print(summary_line(s) + (f" -> {summary_json}" if summary_json else ''))
     return s
