@@ -17,8 +17,8 @@ _API = {  # name -> module it lives in, in the order a user meets them
     'write_synth': 'synth', 'read_true_pctr': 'synth',
     'FeatureSpec': 'features',
     'ModelConfig': 'models', 'build_model': 'models',
-    'TrainConfig': 'train', 'load_experiment': 'train', 'train': 'train', 'ctr_metrics': 'train',
-    'Run': 'run', 'train_frame': 'run',
+    'TrainConfig': 'train', 'load_experiment': 'train', 'ctr_metrics': 'train',
+    'Run': 'run', 'train_frame': 'run',   # train_frame, not train: `rtb_dcn.train` is the module once imported
     'export_run': 'export', 'evaluate_run': 'evaluate',
     'make_strategy': 'bidding', 'replay_auction': 'auction',
     'create_app': 'router', 'make_scorer': 'scoring', 'replay_stream': 'stream',
