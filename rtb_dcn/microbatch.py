@@ -72,43 +72,6 @@ class MicroBatcher:
 
     def __repr__(self): return f"MicroBatcher({self.scorer!r}, max_batch={self.max_batch}, max_wait_ms={self.max_wait_ms:g})"
 
-# %% ../nbs/10a_microbatch.ipynb #0af65ea3
-@patch
-async def _next(self: MicroBatcher, timeout: float | None):
-    "The carried-over item, else the next queued one (None when `timeout` passes first)."
-    if self._carry is not None:
-        item, self._carry = self._carry, None
-        return item
-    if timeout is None: return await self._queue.get()
-    if not self._queue.empty(): return self._queue.get_nowait()
-    if timeout <= 0: return None
-    try: return await asyncio.wait_for(self._queue.get(), timeout)
-    except (asyncio.TimeoutError, TimeoutError): return None
-
-@patch
-async def _collect(self: MicroBatcher):
-    loop, wait = self._loop, self.max_wait_ms / 1000
-    while True:
-        await self._slots.acquire()
-        batch = []
-        try:
-            first = await self._next(None)
-            while first[2].done(): first = await self._next(None)   # waiter gave up
-            batch, rows, deadline = [first], len(first[0]), first[3] + wait
-            while rows < self.max_batch:
-                item = await self._next(deadline - loop.time())
-                if item is None: break
-                if item[2].done(): continue
-                if rows + len(item[0]) > self.max_batch or item[0].shape[1:] != first[0].shape[1:] or item[1].shape[1:] != first[1].shape[1:]:
-                    self._carry = item; break
-                batch.append(item); rows += len(item[0])
-        except BaseException as e:   # cancelled by close(), or a bug: no waiter is left hanging
-            self._slots.release()
-            _fail_waiters(batch, ScorerError(f"{self.name}: closed while the request was queued", 'closed')
-                       if isinstance(e, asyncio.CancelledError) else ScorerError(f"{self.name}: {_short(e)}"))
-            raise
-        loop.create_task(self._dispatch(batch))
-
 # %% ../nbs/10a_microbatch.ipynb #aff4cd58
 def _fail_waiters(items, err: ScorerError):
     "Fail every waiter of `items` not done yet with its own copy of `err`."
@@ -145,3 +108,40 @@ async def _dispatch(self: MicroBatcher, batch):
         _fail_waiters(batch, ScorerError(f"{self.name}: {_short(e)}", 'closed' if isinstance(e, asyncio.CancelledError) else 'error'))
         if not isinstance(e, Exception): raise
     finally: self._slots.release()
+
+# %% ../nbs/10a_microbatch.ipynb #0af65ea3
+@patch
+async def _next(self: MicroBatcher, timeout: float | None):
+    "The carried-over item, else the next queued one (None when `timeout` passes first)."
+    if self._carry is not None:
+        item, self._carry = self._carry, None
+        return item
+    if timeout is None: return await self._queue.get()
+    if not self._queue.empty(): return self._queue.get_nowait()
+    if timeout <= 0: return None
+    try: return await asyncio.wait_for(self._queue.get(), timeout)
+    except (asyncio.TimeoutError, TimeoutError): return None
+
+@patch
+async def _collect(self: MicroBatcher):
+    loop, wait = self._loop, self.max_wait_ms / 1000
+    while True:
+        await self._slots.acquire()
+        batch = []
+        try:
+            first = await self._next(None)
+            while first[2].done(): first = await self._next(None)   # waiter gave up
+            batch, rows, deadline = [first], len(first[0]), first[3] + wait
+            while rows < self.max_batch:
+                item = await self._next(deadline - loop.time())
+                if item is None: break
+                if item[2].done(): continue
+                if rows + len(item[0]) > self.max_batch or item[0].shape[1:] != first[0].shape[1:] or item[1].shape[1:] != first[1].shape[1:]:
+                    self._carry = item; break
+                batch.append(item); rows += len(item[0])
+        except BaseException as e:   # cancelled by close(), or a bug: no waiter is left hanging
+            self._slots.release()
+            _fail_waiters(batch, ScorerError(f"{self.name}: closed while the request was queued", 'closed')
+                       if isinstance(e, asyncio.CancelledError) else ScorerError(f"{self.name}: {_short(e)}"))
+            raise
+        loop.create_task(self._dispatch(batch))
