@@ -28,6 +28,7 @@ class Steady:
     def expected(self, t): return self.qps * np.asarray(t, float)
     def at(self, x): return np.asarray(x, float) / self.qps
 
+# %% ../nbs/15_stream.ipynb #a87fceba
 @dataclass(frozen=True)
 class Ramp:
     "A rate rising (or falling) linearly from `start_qps` to `end_qps` over `over_s` seconds, then flat."
@@ -49,6 +50,7 @@ class Ramp:
         t = np.divide(2 * xr, den, out=np.zeros_like(xr), where=den > 0)
         return np.where(x > x_end, self.over_s + (x - x_end) / self.end_qps, t)
 
+# %% ../nbs/15_stream.ipynb #53f801ec
 @dataclass(frozen=True)
 class Bursts:
     "`qps`, multiplied by `factor` for the last `burst_s` seconds of every `every_s` seconds."
