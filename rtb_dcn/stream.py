@@ -278,8 +278,7 @@ class _Dispatcher:
             target = start + t_s
             if batch and (len(batch) >= mb or target > clock()):
                 await self.dispatch(batch); batch = []
-            delay = target - clock()
-            if delay > 0: await asyncio.sleep(delay)
+            while (delay := target - clock()) > 0: await asyncio.sleep(delay)   # uvloop's sleep can wake ~0.6 ms early
             batch.append((seq, target, t_s, e)); seq += 1
             if mb == 1: await self.dispatch(batch); batch = []
         self.batch, self.seq = batch, seq
