@@ -8,6 +8,8 @@ from __future__ import annotations
 import math, threading, time as _time
 from dataclasses import dataclass, field, asdict
 from collections.abc import Mapping   # not typing.Mapping: its isinstance() is ~20x slower (hot path)
+from collections import OrderedDict
+from fastcore.basics import patch
 from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from .config import RtbError
@@ -217,27 +219,87 @@ def make_strategy(name: str, param: float | None = None, stats: MarketStats | No
 
 # %% ../nbs/08_bidding.ipynb #7a321fce
 class BudgetPacer:
-    "Per-campaign spend cap per time window (budgets in price units; a win at CPM `price` spends `cpm_to_cost(price)`)."
-    def __init__(self, budget: float | Mapping[str, float], window_s: float = 60.0, clock=_time.monotonic):
+    "Per-campaign spend cap per time window (price units); a bid reserves its cost until its win notice, a loss or expiry."
+    def __init__(self, budget: float | Mapping[str, float], window_s: float = 60.0, notice_window_s: float = 60.0,
+                 clock=_time.monotonic):
         if window_s <= 0: raise RtbError(f"pacing window: {window_s!r} is invalid; expected seconds > 0")
-        self.budget, self.window_s, self.clock = budget, float(window_s), clock
-        self._spent: dict[str, tuple[int, float]] = {}   # campaign -> (window index, spend in it)
-        self._lock = threading.Lock()
+        if notice_window_s <= 0: raise RtbError(f"notice window: {notice_window_s!r} is invalid; expected seconds > 0")
+        self.budget, self.window_s, self.notice_window_s, self.clock = budget, float(window_s), float(notice_window_s), clock
+        self._books: dict[tuple[str, int], list[float]] = {}   # (campaign, window index) -> [spent, reserved]
+        self._open: OrderedDict[str, tuple[str, int, float, float]] = OrderedDict()   # bid id -> (campaign, window, cost, expires at)
+        self.expired = 0                                       # reservations dropped for want of a notice
+        self._lock = threading.RLock()
     def _budget(self, campaign: str) -> float:
         return float(self.budget.get(campaign, math.inf) if isinstance(self.budget, Mapping) else self.budget)
-    def _window(self, now) -> int: return int((self.clock() if now is None else now) // self.window_s)
-    def spent(self, campaign: str, now: float | None = None) -> float:
-        w, s = self._spent.get(campaign, (None, 0.0))
-        return s if w == self._window(now) else 0.0
+    def _now(self, now) -> float: return self.clock() if now is None else now
+    def _window(self, now) -> int: return int(self._now(now) // self.window_s)
+    def _book(self, campaign: str, now) -> list[float]: return self._books.get((campaign, self._window(now)), [0.0, 0.0])
+    def spent(self, campaign: str, now: float | None = None) -> float: return self._book(campaign, now)[0]
+    def reserved(self, campaign: str, now: float | None = None) -> float: return self._book(campaign, now)[1]
     def allow(self, campaign: str, price: float, now: float | None = None) -> bool:
-        "Whether a bid at CPM `price` fits the campaign's remaining budget in the current window."
-        return self.spent(campaign, now) + cpm_to_cost(price) <= self._budget(campaign) + 1e-12
-    def record_win(self, campaign: str, price_paid: float, now: float | None = None):
-        "Add a won impression's cost (`cpm_to_cost(price_paid)`) to the campaign's spend in the current window."
-        w = self._window(now)
-        with self._lock:
-            ow, s = self._spent.get(campaign, (w, 0.0))
-            self._spent[campaign] = (w, (s if ow == w else 0.0) + cpm_to_cost(price_paid))
+        "Whether a bid at CPM `price` fits the campaign's budget in the current window (spent + reserved + its cost)."
+        spent, reserved = self._book(campaign, now)
+        return spent + reserved + cpm_to_cost(price) <= self._budget(campaign) + 1e-12
+
+
+# %% ../nbs/08_bidding.ipynb #558191cf
+@patch
+def reserve(self: BudgetPacer, campaign: str, bid_id: str, price: float, now: float | None = None) -> bool:
+    "Reserve the cost of a bid at CPM `price` if it fits the budget (True), else False; a bid id already open stays as it is."
+    now = self._now(now)
+    with self._lock:
+        self._expire(now)
+        if bid_id in self._open: return True
+        if not self.allow(campaign, price, now): return False
+        w, cost = self._window(now), cpm_to_cost(price)
+        self._books.setdefault((campaign, w), [0.0, 0.0])[1] += cost
+        self._open[bid_id] = (campaign, w, cost, now + self.notice_window_s)
+        return True
+
+@patch
+def settle(self: BudgetPacer, bid_id: str, price_paid: float, now: float | None = None) -> bool:
+    "A win notice: the bid's reservation becomes spend at CPM `price_paid` in the bid's window; False if none is open."
+    with self._lock:
+        self._expire(self._now(now))
+        r = self._open.pop(bid_id, None)
+        if r is None: return False
+        campaign, w, cost, _ = r
+        b = self._books.setdefault((campaign, w), [0.0, 0.0])
+        b[0] += cpm_to_cost(price_paid); b[1] = max(b[1] - cost, 0.0)
+        return True
+
+@patch
+def release(self: BudgetPacer, bid_id: str) -> bool:
+    "A loss (or a bid that was not sent): drop its reservation; False if none is open."
+    with self._lock:
+        r = self._open.pop(bid_id, None)
+        if r is None: return False
+        b = self._books.get(r[:2])
+        if b is not None: b[1] = max(b[1] - r[2], 0.0)
+        return True
+
+@patch
+def expire(self: BudgetPacer, now: float | None = None) -> int:
+    "Drop the reservations whose notice window has passed; how many."
+    with self._lock: return self._expire(self._now(now))
+
+@patch
+def _expire(self: BudgetPacer, now: float) -> int:
+    n = 0
+    while self._open:
+        bid_id, (campaign, w, cost, until) = next(iter(self._open.items()))
+        if until > now: break
+        self.release(bid_id); n += 1
+    self.expired += n
+    cur = self._window(now)       # past windows with nothing reserved any more are done
+    for k in [k for k, (_, r) in self._books.items() if k[1] < cur and r <= 1e-12]: del self._books[k]
+    return n
+
+@patch
+def record_win(self: BudgetPacer, campaign: str, price_paid: float, now: float | None = None):
+    "Add the cost of a won impression that had no reservation (`cpm_to_cost(price_paid)`) to the current window's spend."
+    with self._lock:
+        self._books.setdefault((campaign, self._window(now)), [0.0, 0.0])[0] += cpm_to_cost(price_paid)
 
 # %% ../nbs/08_bidding.ipynb #51e4f6fb
 class BidShader:

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     price_scale: float = Field(PRICE_SCALE['ipinyou'], gt=0)  # price units (the log's: fen) per currency unit (CNY)
     pacing_budget: float | None = None       # spend per campaign per pacing window, in currency units; None: no pacing
     pacing_window_s: float = Field(60.0, gt=0)  # pacing window
+    notice_window_s: float = Field(60.0, gt=0)  # a bid awaits its win notice this long, its cost reserved in the pacing budget; then it expires (counted)
+    state: Literal['local', 'redis'] = 'local'  # open bids, win stats, budget reservations: in this process (one worker), or in Redis at redis_url (shared by --workers)
+    state_prefix: str = 'rtb:s:'            # redis state: prefix of its keys (one per deployment)
+    state_timeout_ms: float = Field(50.0, gt=0)  # redis state: per-call timeout; a bid whose reservation does not answer in time is not made
+    reload_poll_s: float = Field(0.5, gt=0)  # how often each worker looks for a reload another worker took (and expires open bids)
+    instance_id: str | None = None          # set by `serve` for its workers: names the reload record they share
     shading: Literal['none', 'factor', 'win'] = 'win'  # first-price (at=1) bid shading
     shading_factor: float = Field(0.8, gt=0, le=1)  # shading 'factor': bid x factor
     shading_c: float = Field(50.0, gt=0)     # shading 'win': c of the win function b/(b+c), price units

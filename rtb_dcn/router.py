@@ -28,8 +28,8 @@ from .observability import request_id_var, setup_logging
 # %% auto #0
 __all__ = ['log', 'State', 'NO_BID_HEADER', 'bidding', 'scoring', 'ops', 'admin', 'PredictRequest', 'PredictResponse',
            'WinNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Guard', 'next_bid_id', 'deadline_of',
-           'openrtb_bid', 'win_notice', 'predict', 'healthz', 'readyz', 'metrics', 'reload', 'create_app',
-           'app_from_env']
+           'openrtb_bid', 'LossNotice', 'win_notice', 'loss_notice', 'predict', 'healthz', 'readyz', 'metrics',
+           'reload', 'create_app', 'app_from_env']
 
 # %% ../nbs/14_router.ipynb #df41b7dc
 log = logging.getLogger('rtb_dcn.router')
@@ -186,7 +186,7 @@ async def _lookup(st: RouterState, keys: list[list[str]], deadline: float) -> di
     return found
 
 def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: list[dict], decisions, t0: float, t3: float) -> Response:
-    "The BidResponse (200) of the imps bid on, else the 204 of the first no-bid reason; every decision logged, bids remembered."
+    "The BidResponse (200) of the imps bid on (booked before by `RouterState.book_bids`), else the 204 of the first no-bid reason; every decision logged."
     s, m, arm, rid = st.s, st.metrics, art.name, req.id
     _, m_pctr, m_price, m_bids = m.arm(arm)
     bids, reasons = [], []
@@ -197,7 +197,6 @@ def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: l
         if d.price is None:
             reasons.append(d.reason); st.log_bid({**entry, 'status': 'no_bid', 'reason': d.reason}); continue
         bid_id = f'{rid}:{imp.id}'
-        st.remember_bid(bid_id, arm, art.arm.campaign, d.price)
         m_price.observe(d.price)
         crid = str(rec.get('creative') or f'{NS}-{arm}')
         bids.append(Bid(id=bid_id, impid=imp.id, price=d.price, crid=crid, ext=BidExt(pctr=d.pctr, arm=arm, model_version=art.version)))
@@ -275,23 +274,52 @@ async def openrtb_bid(request: Request):
     t3 = time.perf_counter(); ms['score'].observe(t3 - t2)
     # bid
     decisions = decide_bids(req, pctr.tolist(), art.strategy, s.currency, s.price_scale, art.arm.campaign, st.shader, st.pacer)
+    decisions = await st.book_bids(rid, art, decisions)   # reserve + remember the bids: one call to the bid book (Redis: one round trip)
     return _answer(st, req, art, records, feats, decisions, t0, t3)
 
 # %% ../nbs/14_router.ipynb #6a4779d1
+class LossNotice(BaseModel):
+    "A loss notice: the request id and the imp id of a bid that lost its auction."
+    model_config = ConfigDict(extra='ignore')
+    id: str = Field(min_length=1)
+    impid: str = '1'
+
+_SETTLED = {'duplicate': 'was already won; a duplicate notice changes nothing',
+            'expired': 'expired: no notice came within settings.notice_window_s, its reservation was released; nothing is booked',
+            'lost': 'was already reported lost; nothing is booked'}
+
+def _settled(key: str, status: str) -> JSONResponse:
+    "409 for a notice about a bid that is closed already: a duplicate, or too late; `status` says which."
+    return JSONResponse({'error': f"id: bid {key!r} {_SETTLED[status]}", 'status': status}, status_code=409)
+
+async def _unavailable(st: RouterState, e: Exception) -> JSONResponse:
+    st.metrics.errors.labels('state_unavailable').inc()
+    log.warning('bid book failed: %s: %s', type(e).__name__, str(e)[:200])
+    return _json(503, f"state: the bid book did not answer ({type(e).__name__}); the notice was not booked, retry it", {'Retry-After': '1'})
+
 @bidding.post('/win', response_model=WinStats, summary='Win notice: the clearing price of a won imp -> win rate, spend, eCPM of its arm',
-              responses={404: {'description': 'no bid with this id/impid is known'}})
+              responses={404: {'description': 'no bid with this id/impid is known'},
+                         409: {'description': 'the bid was already won (a duplicate notice: nothing changes), lost or expired'}})
 async def win_notice(win: WinNotice, st: State):
     key = f'{win.id}:{win.impid}'
-    if key not in st.open_bids: return _json(404, f"id: no open bid {key!r}; expected the id and impid of a bid this router made")
-    arm, campaign, bid_price = st.open_bids[key]
-    if win.price > bid_price + 1e-9: return _json(400, f"price: {win.price} is above the bid {bid_price}; expected a clearing price <= the bid")
-    del st.open_bids[key]                    # only a valid notice closes the bid: a refused one can be corrected
-    w = st.wins[arm]; w['wins'] += 1; w['spend'] += cpm_to_cost(win.price)
-    st.metrics.wins.labels(arm).inc(); st.metrics.spend.labels(arm).inc(cpm_to_cost(win.price))
-    if st.pacer is not None: st.pacer.record_win(campaign, to_price_units(win.price, st.s.price_scale))
-    st.log_bid({'ts': time.time(), 'request_id': win.id, 'imp_id': win.impid, 'arm': arm, 'status': 'win', 'price_paid': win.price})
-    return WinStats(arm=arm, bids=w['bids'], wins=w['wins'], win_rate=w['wins'] / max(w['bids'], 1),
-                    spend=w['spend'], ecpm=cost_to_cpm(w['spend'] / w['wins']))
+    try: r = await st.bids.win(key, win.price)
+    except Exception as e: return await _unavailable(st, e)
+    if r.status == 'unknown': return _json(404, f"id: no open bid {key!r}; expected the id and impid of a bid this router made")
+    if r.status == 'above_bid': return _json(400, f"price: {win.price} is above the bid {r.bid_price}; expected a clearing price <= the bid")
+    if r.status != 'won': return _settled(key, r.status)
+    st.metrics.wins.labels(r.arm).inc(); st.metrics.spend.labels(r.arm).inc(cpm_to_cost(win.price))
+    st.log_bid({'ts': time.time(), 'request_id': win.id, 'imp_id': win.impid, 'arm': r.arm, 'status': 'win', 'price_paid': win.price})
+    return WinStats(arm=r.arm, bids=r.bids, wins=r.wins, win_rate=r.wins / max(r.bids, 1), spend=r.spend, ecpm=cost_to_cpm(r.spend / r.wins))
+
+@bidding.post('/loss', summary="Loss notice: the bid's budget reservation is released at once",
+              responses={404: {'description': 'no bid with this id/impid is known'}, 409: {'description': 'the bid was already won, lost or expired'}})
+async def loss_notice(loss: LossNotice, st: State):
+    key = f'{loss.id}:{loss.impid}'
+    try: status = await st.bids.lose(key)
+    except Exception as e: return await _unavailable(st, e)
+    if status == 'unknown': return _json(404, f"id: no open bid {key!r}; expected the id and impid of a bid this router made")
+    if status != 'lost': return _settled(key, status)
+    return {'status': 'lost', 'id': key}
 
 # %% ../nbs/14_router.ipynb #b9190def
 scoring = APIRouter(tags=['scoring'])
@@ -314,7 +342,7 @@ ops = APIRouter(tags=['ops'])
 @ops.get('/healthz', summary='Liveness')
 async def healthz(): return {'status': 'ok'}
 
-@ops.get('/readyz', summary='Readiness: every arm loaded and scoring, the feature store reachable (else degraded)')
+@ops.get('/readyz', summary='Readiness: every arm loaded and scoring, the feature store and the bid book reachable (else degraded); the answering worker (pid)')
 async def readyz(st: State):
     arms = {n: {'run': str(a.run_dir), 'model_version': a.version, 'ready': a.ready, **({'error': a.error} if a.error else {})}
             for n, a in st.arms.items()}
@@ -324,8 +352,10 @@ async def readyz(st: State):
         store = {'kind': st.store.name, 'ok': ok, 'errors': getattr(st.store, 'errors', 0)}
     st.metrics.store_degraded.set(0 if store['ok'] else 1)
     ready = all(a.ready for a in st.arms.values())
-    status = 'not_ready' if not ready else ('ready' if store['ok'] else 'degraded')
-    return JSONResponse({'status': status, 'arms': arms, 'feature_store': store}, status_code=200 if ready else 503)
+    state = {'kind': st.bids.kind, 'ok': await st.bids.ping()}    # the bid book (local: always; redis: PING)
+    status = 'not_ready' if not ready else ('ready' if store['ok'] and state['ok'] else 'degraded')
+    return JSONResponse({'status': status, 'arms': arms, 'feature_store': store, 'state': state, 'worker': os.getpid()},
+                        status_code=200 if ready else 503)
 
 @ops.get('/metrics', summary='Prometheus metrics')
 async def metrics(st: State):
@@ -357,16 +387,8 @@ async def reload(body: ReloadRequest, st: State):
             st.metrics.reloads.labels('refused').inc()
             log.warning('reload refused: %s', e)
             return _json(400, f"{e} (still serving {', '.join(f'{n}={st.arms[n].run_dir.name}' for n in names)})")
-        old = st.arms
-        st.arms = {**old, **new}                 # the atomic swap
-        retired = [old[n] for n in names]
-        st._retired += retired
-        async def _close_later():
-            await asyncio.sleep(5)
-            for a in retired:
-                a.close()
-                if a in st._retired: st._retired.remove(a)
-        asyncio.get_running_loop().create_task(_close_later())
+        st.swap_arms(new)                        # the atomic swap (the old runtimes are closed 5 s later)
+        await st.publish_reload(new)             # the record the other workers follow within reload_poll_s
     st.metrics.reloads.labels('ok').inc()
     log.info('reloaded %s -> %s', names, body.run)
     return {'status': 'reloaded', 'arms': {n: {'run': str(a.run_dir), 'model_version': a.version} for n, a in new.items()}}
@@ -382,6 +404,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app):
         # warm the paths of the first request: the store's connection, the worker threads, the micro-batcher
         if st.store is not None: await asyncio.to_thread(st.store.ping)
+        await st.bids.ping()                      # and the bid book's (Redis: its connection, in this event loop)
         for a in st.arms.values():
             if a.ready:
                 try: await a.score([dict.fromkeys([f.name for f in a.spec.cat_fields] + a.spec._dense_in)])
@@ -389,8 +412,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the models, vocabularies and feature store are loaded for good: move them out of the garbage collector's
         # generations, so its passes over the request-path garbage stay short
         import gc; gc.collect(); gc.freeze()
+        background = asyncio.get_running_loop().create_task(st.run_background())   # expiry of open bids, reloads of other workers
         yield
-        st.close()
+        background.cancel()
+        await st.aclose()
     app = FastAPI(title='rtb_dcn router', version=__version__, lifespan=lifespan,
                   description='OpenRTB 2.6 bidder around a DCN CTR model: A/B arms, feature store, micro-batched scoring.')
     app.state.rt = st
@@ -428,8 +453,9 @@ def serve_cli(
     run: str = None,            # exported run folder to serve (artifacts/<run>); default: settings.run_dir
     host: str = None,           # interface (default 127.0.0.1)
     port: int = None,           # TCP port (default 8080)
-    workers: int = None,        # uvicorn worker processes (default 1; more needs --per-worker-state)
+    workers: int = None,        # uvicorn worker processes (default 1; more needs --state redis or --per-worker-state)
     per_worker_state: bool = False,  # benchmarks only: allow --workers > 1 with open bids, win stats and budgets per process
+    state: str = None,          # local | redis: where open bids, win stats and budget reservations live (redis: shared by --workers)
     scorer: str = None,         # onnx | tf | kserve | sagemaker
     scorer_url: str = None,     # kserve: base URL of the model server; sagemaker: endpoint name
     feature_store: str = None,  # none | inprocess | redis
@@ -450,11 +476,13 @@ def serve_cli(
     over = dict(run_dir=run, host=host, port=port, workers=workers, scorer=scorer, scorer_url=scorer_url,
                 feature_store=feature_store, feature_store_path=abs_(features), redis_url=redis_url, ab_config=abs_(ab_config),
                 admin_token=admin_token, bid_log=None if bid_log is None else '' if bid_log.strip().lower() in ('', 'off', 'none') else str(Path(bid_log).expanduser().resolve()),
-                micro_batching=None if micro_batching is None else micro_batching == 'on', per_worker_state=per_worker_state or None)
+                micro_batching=None if micro_batching is None else micro_batching == 'on', per_worker_state=per_worker_state or None,
+                state=state)
     s = load_settings(profile=profile, **over)          # validate here: one-line errors before uvicorn starts
-    if s.workers > 1 and not s.per_worker_state:
-        raise RtbError(f"workers: {s.workers} would keep open bids, win stats and pacing budgets per process (no shared store yet); "
-                       "expected --workers 1, or --per-worker-state for benchmarks that accept per-process state")
+    if s.workers > 1 and not s.per_worker_state and s.state != 'redis':
+        raise RtbError(f"workers: {s.workers} would keep open bids, win stats and pacing budgets per process; "
+                       "expected --workers 1, --state redis (shared by the workers), or --per-worker-state for benchmarks that accept per-process state")
+    if s.workers > 1: over['instance_id'] = s.instance_id or uuid.uuid4().hex[:12]   # names the reload record the workers share
     if profile: os.environ['RTB_PROFILE'] = profile
     for k, v in over.items():
         if v is not None: os.environ[f'RTB_{k.upper()}'] = str(v).lower() if isinstance(v, bool) else str(v)
