@@ -8,16 +8,18 @@ from __future__ import annotations
 import hashlib, json, math
 from datetime import datetime
 from collections.abc import Mapping   # not typing.Mapping: its isinstance() is ~20x slower (hot path)
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 import numpy as np, pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from .config import RtbError
 from .units import CURRENCY, PRICE_SCALE, to_currency, to_price_units
+from .data import SCHEMAS
 
 # %% auto #0
-__all__ = ['NS', 'OpenRtbError', 'Publisher', 'Banner', 'Imp', 'Site', 'App', 'Geo', 'Device', 'User', 'BidRequest', 'BidExt',
-           'Bid', 'SeatBid', 'BidResponse', 'validation_message', 'parse_bid_request', 'row_to_bid_request',
-           'request_format', 'bid_request_to_record', 'round_trip_records']
+__all__ = ['MAX_ID_CHARS', 'Id', 'Scalar', 'CriteoExt', 'AvazuExt', 'NS', 'OpenRtbError', 'Publisher', 'Banner', 'ImpExtNs',
+           'ImpExt', 'Imp', 'Site', 'App', 'Geo', 'Device', 'User', 'IpinyouExt', 'RequestExtNs', 'RequestExt',
+           'BidRequest', 'BidExt', 'Bid', 'SeatBid', 'BidResponse', 'error_message', 'validation_message',
+           'parse_bid_request', 'row_to_bid_request', 'request_format', 'bid_request_to_record', 'round_trip_records']
 
 # %% ../nbs/11_openrtb.ipynb #9f9ec4bc
 class OpenRtbError(RtbError):
@@ -37,13 +39,29 @@ class Banner(_Obj):
     w: int | None = Field(None, ge=0)
     h: int | None = Field(None, ge=0)
 
+MAX_ID_CHARS = 256
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]   # a request or imp id: any text, 1..256 characters
+Scalar = str | int | float      # a feature value in our extension objects: a JSON string or number
+
+class ImpExtNs(_Obj):
+    "`imp.ext.rtb_dcn`: the iPinYou slot fields OpenRTB has no field for."
+    slotvisibility: Scalar | None = None
+    slotformat: Scalar | None = None
+    creative: Scalar | None = None
+    keypage: Scalar | None = None
+    slotwidth: Scalar | None = None      # a width that is not an integer (else `banner.w`)
+    slotheight: Scalar | None = None
+
+class ImpExt(_Obj):
+    rtb_dcn: ImpExtNs | None = None      # ours; other namespaces are ignored, whatever their shape
+
 class Imp(_Obj):
-    id: str = Field(min_length=1)
+    id: Id
     bidfloor: float | None = Field(None, ge=0)     # CPM in bidfloorcur; None = no floor
     bidfloorcur: str = 'USD'
     banner: Banner | None = None
     tagid: str | None = None
-    ext: dict[str, Any] | None = None
+    ext: ImpExt | None = None
 
 class Site(_Obj):
     id: str | None = None
@@ -77,18 +95,53 @@ class User(_Obj):
     keywords: str | None = None
     ext: dict[str, Any] | None = None
 
+class IpinyouExt(_Obj):
+    "`ext.rtb_dcn.ipinyou`: the iPinYou request fields OpenRTB has no field for."
+    adexchange: Scalar | None = None
+    advertiser: Scalar | None = None
+    urlid: Scalar | None = None
+    weekday: Scalar | None = None
+    hour: Scalar | None = None
+
+def _fields_ext(fmt: str) -> type[_Obj]:
+    "`ext.rtb_dcn.<fmt>` of a format without OpenRTB fields: its dense fields are numbers, its categorical ones scalars."
+    s = SCHEMAS[fmt]
+    return create_model(f'{fmt.title()}Ext', __base__=_Obj, **{k: (float | None, None) for k in s.dense},
+                        **{k: (Scalar | None, None) for k in s.categorical})
+
+CriteoExt, AvazuExt = _fields_ext('criteo'), _fields_ext('avazu')
+
+class RequestExtNs(_Obj):
+    "`ext.rtb_dcn`: the feature values of a format, and the replayer's log bookkeeping (never read by the router)."
+    ipinyou: IpinyouExt | None = None
+    criteo: CriteoExt | None = None
+    avazu: AvazuExt | None = None
+    log: dict[str, Any] | None = None
+
+class RequestExt(_Obj):
+    rtb_dcn: RequestExtNs | None = None  # ours; other namespaces are ignored, whatever their shape
+
 class BidRequest(_Obj):
     "OpenRTB 2.6 BidRequest (the subset the router reads)."
-    id: str = Field(min_length=1)
+    id: Id
     imp: list[Imp] = Field(min_length=1)
     site: Site | None = None
     app: App | None = None
     device: Device | None = None
     user: User | None = None
     at: Literal[1, 2] = 2                       # 1 first price, 2 second price
-    tmax: int | None = Field(None, ge=0)        # ms the exchange waits for the answer
+    tmax: int | None = Field(None, ge=0, le=60_000)   # ms the exchange waits for the answer (at most a minute)
     cur: list[str] | None = None
-    ext: dict[str, Any] | None = None
+    ext: RequestExt | None = None
+
+    @field_validator('imp')
+    @classmethod
+    def _distinct_imp_ids(cls, imps: list[Imp]) -> list[Imp]:
+        if len(imps) > 1 and len({i.id for i in imps}) < len(imps):
+            seen: set = set()
+            dup = next(i.id for i in imps if i.id in seen or seen.add(i.id))
+            raise ValueError(f'imp id {dup[:40]!r} is used twice; expected a distinct id per imp')
+        return imps
 
 class BidExt(_Obj):
     pctr: float
@@ -115,16 +168,26 @@ class BidResponse(_Obj):
     cur: str = 'USD'
 
 # %% ../nbs/11_openrtb.ipynb #5a3d0c1b
-def validation_message(e: ValidationError, where: str = '') -> str:
-    "One line naming the field, the value and what was expected, from pydantic's first error."
-    err = e.errors(include_url=False)[0]
-    loc = '.'.join(str(x) for x in err['loc']) or where or 'body'
+_UNION_TAGS = frozenset({'str', 'int', 'float'})   # pydantic's names of a `Scalar`'s members in an error's location
+
+def error_message(errors: list[dict], where: str = '', what: str = 'an OpenRTB JSON object') -> str:
+    "One line naming the first invalid field, its value and what was expected (pydantic's or FastAPI's errors)."
+    err = errors[0]
+    loc = [str(x) for x in err['loc']]
+    if loc and loc[0] == 'body': loc = loc[1:]          # FastAPI's prefix
+    msg = err['msg']
+    if loc and loc[-1] in _UNION_TAGS: loc, msg = loc[:-1], 'expected a string or a number'
+    loc = '.'.join(loc) or where or 'body'
     if err['type'] == 'json_invalid':
-        return f"body: not valid JSON ({err.get('ctx', {}).get('error', err['msg'])}); expected an OpenRTB JSON object"
+        return f"body: not valid JSON ({err.get('ctx', {}).get('error', msg)}); expected {what}"
     if err['type'] == 'missing': return f"{loc}: is missing; expected it in every request"
     val = err.get('input')
     sval = repr(val) if not isinstance(val, (dict, list)) else type(val).__name__
-    return f"{loc}: {sval[:80]} is invalid; {err['msg']}"
+    return f"{loc}: {sval[:80]} is invalid; {msg}"
+
+def validation_message(e: ValidationError, where: str = '') -> str:
+    "One line naming the field, the value and what was expected, from pydantic's first error."
+    return error_message(e.errors(include_url=False), where)
 
 def parse_bid_request(body: bytes | str | Mapping) -> BidRequest:
     "A validated `BidRequest` from JSON bytes/str or a dict; `OpenRtbError` naming the field otherwise."
@@ -206,12 +269,13 @@ def _get(obj, *path):
     return obj
 
 def _s(v) -> str | None: return None if v is None else str(v)
+_NO_IMP_EXT, _NO_REQ_EXT = ImpExtNs(), IpinyouExt()
 
 def request_format(req: BidRequest | Mapping, default: str = 'ipinyou') -> str:
     "The dataset format whose fields a request carries: a namespaced `ext.rtb_dcn.criteo|avazu`, else `default`."
-    ext = _get(req, 'ext', NS) or {}
+    ext = _get(req, 'ext', NS)
     for f in ('criteo', 'avazu'):
-        if isinstance(ext, Mapping) and f in ext: return f
+        if _get(ext, f) is not None: return f
     return default
 
 def bid_request_to_record(req: BidRequest | Mapping, imp: Imp | Mapping | None = None, spec=None,
@@ -224,9 +288,9 @@ def bid_request_to_record(req: BidRequest | Mapping, imp: Imp | Mapping | None =
     if fmt not in SCHEMAS: raise RtbError(f"format: {fmt!r} is not a known format; expected one of {', '.join(SCHEMAS)}")
     s = SCHEMAS[fmt]
     if fmt == 'ipinyou':
-        iext = (imp.ext or {}).get(NS) or {}
-        rext = _get(req, 'ext', NS, 'ipinyou') or {}
-        wd, hh = rext.get('weekday'), rext.get('hour')
+        iext = _get(imp, 'ext', NS) or _NO_IMP_EXT
+        rext = _get(req, 'ext', NS, 'ipinyou') or _NO_REQ_EXT
+        wd, hh = rext.weekday, rext.hour
         if wd is None or hh is None:          # not carried by the request: the time of the auction
             now = now or datetime.now()
             wd, hh = (now.strftime('%w') if wd is None else wd), (now.strftime('%H') if hh is None else hh)
@@ -234,18 +298,18 @@ def bid_request_to_record(req: BidRequest | Mapping, imp: Imp | Mapping | None =
         rec = {'weekday': _s(wd), 'hour': _s(hh),
                'useragent': ua, 'IP': _get(req, 'device', 'ip'),
                'region': _get(req, 'device', 'geo', 'region'), 'city': _get(req, 'device', 'geo', 'city'),
-               'adexchange': _s(rext.get('adexchange')),
+               'adexchange': _s(rext.adexchange),
                'domain': _get(req, 'site', 'domain') or _get(req, 'app', 'bundle'),
-               'url': _get(req, 'site', 'page'), 'urlid': _s(rext.get('urlid')), 'slotid': imp.tagid,
-               'slotwidth': _s(iext.get('slotwidth', _get(imp, 'banner', 'w'))),
-               'slotheight': _s(iext.get('slotheight', _get(imp, 'banner', 'h'))),
-               'slotvisibility': _s(iext.get('slotvisibility')), 'slotformat': _s(iext.get('slotformat')),
-               'creative': _s(iext.get('creative')), 'keypage': _s(iext.get('keypage')),
-               'advertiser': _s(rext.get('advertiser')), 'usertag': _get(req, 'user', 'keywords'),
+               'url': _get(req, 'site', 'page'), 'urlid': _s(rext.urlid), 'slotid': imp.tagid,
+               'slotwidth': _s(_get(imp, 'banner', 'w') if iext.slotwidth is None else iext.slotwidth),
+               'slotheight': _s(_get(imp, 'banner', 'h') if iext.slotheight is None else iext.slotheight),
+               'slotvisibility': _s(iext.slotvisibility), 'slotformat': _s(iext.slotformat),
+               'creative': _s(iext.creative), 'keypage': _s(iext.keypage),
+               'advertiser': _s(rext.advertiser), 'usertag': _get(req, 'user', 'keywords'),
                'slotprice': None if imp.bidfloor is None else to_price_units(imp.bidfloor, PRICE_SCALE['ipinyou'])}
     else:
-        vals = _get(req, 'ext', NS, fmt) or {}
-        if not isinstance(vals, Mapping): raise OpenRtbError(f"ext.{NS}.{fmt}: {type(vals).__name__} is invalid; expected an object of {fmt} fields")
+        vals = _get(req, 'ext', NS, fmt)           # a CriteoExt / AvazuExt: validated when the request was parsed
+        vals = {} if vals is None else vals.__dict__
         rec = {k: vals.get(k) for k in (*s.dense, *s.categorical)}
     if spec is not None:
         names = [f.name for f in spec.cat_fields] + spec._dense_in
