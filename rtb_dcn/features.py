@@ -377,8 +377,13 @@ def save(self: FeatureSpec, path: str | Path) -> Path:
 def load(cls: FeatureSpec, path: str | Path) -> FeatureSpec:
     "Read input_spec.json (`path` may be a run folder)."
     p = Path(path); p = p / 'input_spec.json' if p.is_dir() else p
-    try: d = json.loads(p.read_text())
-    except FileNotFoundError: raise RtbError(f"{p}: no such file; expected an input_spec.json written by FeatureSpec.save") from None
+    want = 'expected an input_spec.json written by FeatureSpec.save'
+    try: d = json.loads(p.read_text(encoding='utf-8'))
+    except FileNotFoundError: raise RtbError(f"{p}: no such file; {want}") from None
+    except UnicodeDecodeError: raise RtbError(f"{p}: not UTF-8 text (a binary file?); {want}") from None
     except json.JSONDecodeError as e: raise RtbError(f"{p}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+    except OSError as e: raise RtbError(f"{p}: cannot be read ({type(e).__name__}); {want}") from None
+    if not isinstance(d, dict): raise RtbError(f"{p}: {json.dumps(d)[:40]} is not an input spec; {want} (a JSON object)")
     try: return cls.from_dict(d, str(p))
-    except (KeyError, TypeError) as e: raise RtbError(f"{p}: not an input spec ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        raise RtbError(f"{p}: not an input spec ({type(e).__name__}: {str(e)[:120]}); {want}") from None

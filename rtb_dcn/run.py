@@ -10,7 +10,7 @@ from pathlib import Path
 from .config import RtbError, Settings, load_settings, repo_root
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'EXPORT_FILES', 'resolve_run', 'Run', 'train_frame']
+__all__ = ['RUN_FILES', 'EXPORT_FILES', 'resolve_run', 'confine_run', 'Run', 'train_frame']
 
 # %% ../nbs/06b_run.ipynb #decc577f
 RUN_FILES = ('model.keras', 'input_spec.json')   # what `rtb-dcn train` writes and `export_run` needs
@@ -31,6 +31,26 @@ def resolve_run(name_or_path, settings: Settings | None = None) -> Path:
         raise RtbError(f"run: {str(name_or_path)!r} is a file ({f}), not a folder; expected a run folder artifacts/<run>/")
     raise RtbError(f"run: {str(name_or_path)!r} is not a folder (looked in {', '.join(map(str, places))}); "
                    f"expected a run folder artifacts/<run>/ written by `rtb-dcn train`")
+
+# %% ../nbs/06b_run.ipynb #25551dca
+def confine_run(name_or_path, root) -> Path:
+    "The run folder `name_or_path` names inside `root` (the artifacts folder), links resolved; RtbError for any other place."
+    where = "expected a run folder inside the artifacts folder ('<run>' or 'artifacts/<run>')"
+    s = '' if name_or_path is None else str(name_or_path).strip()
+    if not s or '\x00' in s: raise RtbError(f"run: {s[:80]!r} is invalid; {where}")
+    root_abs, root_real = Path(os.path.abspath(root)), Path(os.path.realpath(root))
+    p = Path(s)
+    if '..' in p.parts: raise RtbError(f"run: {s[:200]!r} contains '..'; {where}")
+    if p.is_absolute():
+        if not (p.is_relative_to(root_abs) or p.is_relative_to(root_real)): raise RtbError(f"run: {s[:200]!r} is outside the artifacts folder; {where}")
+        places = [p]
+    else:
+        places = [root_abs / p] + ([root_abs.joinpath(*p.parts[1:])] if len(p.parts) > 1 and p.parts[0] == root_abs.name else [])
+    for c in places:
+        real = Path(os.path.realpath(c))
+        if not real.is_relative_to(root_real): raise RtbError(f"run: {s[:200]!r} leads out of the artifacts folder (a link); {where}")
+        if real.is_dir(): return real
+    raise RtbError(f"run: {s[:200]!r} is not a run folder in the artifacts folder; {where}")
 
 # %% ../nbs/06b_run.ipynb #2da78b84
 class Run:
@@ -59,6 +79,7 @@ class Run:
     def _read(self, name: str, load):
         "`load(path)` of file `name`, cached until the file changes."
         f = self.require(name).path / name
+        if not f.is_file(): raise RtbError(f"{f}: is not a file; expected the {name} that `rtb-dcn train` writes")
         st = f.stat()
         key = (st.st_mtime_ns, st.st_size)
         if name not in self._cache or self._cache[name][0] != key: self._cache[name] = (key, load(f))
@@ -74,9 +95,12 @@ class Run:
     def metrics(self) -> dict:
         "metrics.json as training wrote it (test AUC, logloss, rows/s, config hash, ...)."
         def load(f):
-            try: return json.loads(f.read_text())
-            except json.JSONDecodeError as e:
-                raise RtbError(f"{f}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); expected the metrics `rtb-dcn train` writes") from None
+            want = 'expected the metrics `rtb-dcn train` writes'
+            try: d = json.loads(f.read_text(encoding='utf-8'))
+            except UnicodeDecodeError: raise RtbError(f"{f}: not UTF-8 text (a binary file?); {want}") from None
+            except json.JSONDecodeError as e: raise RtbError(f"{f}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); {want}") from None
+            if not isinstance(d, dict): raise RtbError(f"{f}: {json.dumps(d)[:40]} is not the metrics; {want} (a JSON object)")
+            return d
         return self._read('metrics.json', load)
 
     @property
