@@ -4,13 +4,16 @@
 
 # %% ../nbs/14c_observability.ipynb #1db56b6e
 from __future__ import annotations
-import json, logging, os, queue, sys
+import hashlib, ipaddress, json, logging, os, queue, sys
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from urllib.parse import urlsplit, urlunsplit
 from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['request_id_var', 'JsonFormatter', 'setup_logging', 'BidLog', 'Metrics']
+__all__ = ['request_id_var', 'PERSONAL_FIELDS', 'JsonFormatter', 'setup_logging', 'truncate_ip', 'strip_url', 'salted_hash',
+           'Redactor', 'BidLog', 'Metrics']
 
 # %% ../nbs/14c_observability.ipynb #9158424a
 request_id_var: ContextVar[str] = ContextVar('rtb_request_id', default='-')
@@ -31,16 +34,65 @@ def setup_logging(level: str = 'INFO'):
         lg = logging.getLogger(name); lg.handlers[:] = [h]; lg.setLevel(level); lg.propagate = False
     logging.getLogger('uvicorn.access').disabled = True
 
+# %% ../nbs/14c_observability.ipynb #9dfb34ea
+def truncate_ip(ip) -> str | None:
+    "The network of an IP address: IPv4 /24 ('a.b.c.0'), IPv6 /48; a masked 'a.b.c.*' is its /24; None if not an address."
+    if not isinstance(ip, str) or not ip.strip(): return None
+    try: a = ipaddress.ip_address(ip.strip().replace('*', '0'))
+    except ValueError: return None
+    if a.version == 6 and a.ipv4_mapped is not None: a = a.ipv4_mapped
+    return str(ipaddress.ip_network(f'{a}/{24 if a.version == 4 else 48}', strict=False).network_address)
+
+def strip_url(url) -> str | None:
+    "A URL without query string, fragment and user:password@ ('https://host:port/path'); None if it does not parse."
+    if not isinstance(url, str) or not url.strip(): return None
+    try:
+        u = urlsplit(url.strip())
+        host, port = u.hostname or '', u.port
+    except ValueError: return None
+    if ':' in host: host = f'[{host}]'
+    return urlunsplit((u.scheme, host + (f':{port}' if port else ''), u.path, '', ''))
+
+def salted_hash(value, key: bytes) -> str | None:
+    "A keyed BLAKE2b digest (16 hex characters) of `value`: equal values give equal digests; None stays None."
+    if value is None or value == '': return None
+    return hashlib.blake2b(str(value).encode('utf-8', 'surrogatepass'), digest_size=8, key=key).hexdigest()
+
+# %% ../nbs/14c_observability.ipynb #59d4b9a0
+PERSONAL_FIELDS = {'IP': 'ip', 'device_ip': 'ip', 'url': 'url', 'useragent': 'hash', 'device_id': 'hash', 'usertag': 'user_data'}
+
+class Redactor:
+    "A bid log entry without raw personal data: its `record`'s PERSONAL_FIELDS by kind, its `user` hashed with the salt."
+    def __init__(self, salt: str | None = None, user_data: bool = False, fields: Mapping[str, str] = PERSONAL_FIELDS):
+        self.key = hashlib.blake2b(salt.encode('utf-8', 'surrogatepass'), digest_size=32).digest() if salt else os.urandom(32)
+        self.user_data, self.fields = user_data, dict(fields)
+    def value(self, kind: str, v):
+        "`v` redacted as a field of `kind` ('ip', 'url', 'hash', 'user_data')."
+        if kind == 'ip': return truncate_ip(v)
+        if kind == 'url': return strip_url(v)
+        if kind == 'hash': return salted_hash(v, self.key)
+        if kind == 'user_data': return v if self.user_data else None
+        raise ValueError(f'personal field kind {kind!r} is unknown')
+    def __call__(self, entry: dict) -> dict:
+        out = dict(entry)
+        rec, f = out.get('record'), self.fields
+        if isinstance(rec, dict): out['record'] = {k: self.value(f[k], v) if k in f else v for k, v in rec.items()}
+        if 'user' in out: out['user'] = salted_hash(out['user'], self.key)
+        return out
+
 # %% ../nbs/14c_observability.ipynb #e9d3b94c
 class _JsonLine(logging.Formatter):
-    def format(self, record): return json.dumps(record.msg, default=str, separators=(',', ':'))
+    def __init__(self, redact: Callable[[dict], dict] | None = None):
+        super().__init__(); self.redact = redact
+    def format(self, record):
+        return json.dumps(record.msg if self.redact is None else self.redact(record.msg), default=str, separators=(',', ':'))
 
 class BidLog:
-    "JSONL bid log, written off the event loop, flushed per line, rotated at `max_bytes` keeping `backups` files."
-    def __init__(self, path, max_bytes: int = 50_000_000, backups: int = 5):
+    "JSONL bid log, redacted and written off the event loop, flushed per line, rotated at `max_bytes` keeping `backups` files."
+    def __init__(self, path, max_bytes: int = 50_000_000, backups: int = 5, redact: Callable[[dict], dict] | None = Redactor()):
         self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = RotatingFileHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding='utf-8')
-        self.handler.setFormatter(_JsonLine())
+        self.handler.setFormatter(_JsonLine(redact))
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.listener = QueueListener(self.queue, self.handler); self.listener.start()
     def write(self, rec: dict):
@@ -74,6 +126,8 @@ class Metrics:
         self.spend = C('rtb_spend', 'Spend from win notices (currency units)', ['arm'])
         self.predictions = C('rtb_predict_rows', 'Rows scored through /predict', ['arm'])
         self.reloads = C('rtb_reloads', 'Admin reloads by result', ['result'])
+        self.capped = C('rtb_capped_bids', 'Bids lowered to a ceiling, by arm and cap (max_bid | low_coverage)', ['arm', 'cap'])
+        self.low_coverage = C('rtb_low_coverage', 'Imps whose feature coverage is under settings.min_coverage, by arm', ['arm'])
         mode = {'multiprocess_mode': 'max'} if self.multiproc else {}
         self.store_degraded = Gauge('rtb_feature_store_degraded', '1 while the feature store is failing', registry=r, **mode)
         # the hot path's children, bound once (`.labels()` takes a lock and a dict lookup per call)
