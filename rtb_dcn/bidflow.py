@@ -5,6 +5,7 @@ feature-store keys -> model records with the store's aggregates -> a bid or a no
 
 # %% ../nbs/14a_bidflow.ipynb #29976b14
 from __future__ import annotations
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 from .openrtb import BidRequest, bid_request_to_record
@@ -16,9 +17,12 @@ from .features import FeatureSpec
 __all__ = ['imp_records', 'record_features', 'ImpDecision', 'decide_bids']
 
 # %% ../nbs/14a_bidflow.ipynb #01c0386e
-def imp_records(req: BidRequest, spec: FeatureSpec) -> tuple[list[dict], list[list[str]]]:
-    "The raw record of each imp of `req` (what `spec.encode_records` takes) and the feature-store keys of each."
-    records = [bid_request_to_record(req, imp, spec) for imp in req.imp]
+def imp_records(req: BidRequest, spec: FeatureSpec, deadline: float | None = None) -> tuple[list[dict], list[list[str]]]:
+    "The raw record of each imp of `req` (what `spec.encode_records` takes) and the feature-store keys of each; `TimeoutError` once `deadline` (perf_counter s) passes."
+    records = []
+    for imp in req.imp:
+        if deadline is not None and time.perf_counter() > deadline: raise TimeoutError('tmax: the deadline passed while building the records')
+        records.append(bid_request_to_record(req, imp, spec))
     user = req.user.id if req.user else None
     fmt = spec.fmt or 'ipinyou'
     return records, [feature_keys(r, user, fmt) for r in records]

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     ab_override_header: bool = False         # honour the X-RTB-Arm header (testing only)
     admin_token: str | None = None           # bearer token of POST /admin/reload; None: reload disabled
     max_body_bytes: int = Field(65_536, ge=256)  # larger request bodies get 413
+    max_imps: int = Field(20, ge=1)          # imps per bid request; more get 400 (bounded work per request)
+    max_concurrent_requests: int = Field(512, ge=1)  # POST requests being served at once (bodies read); more get 503 + Retry-After
+    max_connections: int = Field(2048, ge=1)  # open connections; over it the oldest one still sending its headers is closed (else the new one)
+    header_timeout_s: float = Field(5.0, gt=0)  # a request's line and headers must arrive within this, else the connection is closed (slowloris)
+    body_timeout_s: float = Field(5.0, gt=0)    # a request's body must arrive within this after its headers, else 408 and the connection is closed
+    keep_alive_s: float = Field(5.0, gt=0)      # idle keep-alive connections are closed after this (uvicorn's timeout_keep_alive)
     bid_log: Path | None = Path('report/bid_log/bids.jsonl')  # JSONL bid log (None: off)
     bid_log_max_bytes: int = Field(50_000_000, ge=1024)  # rotate the bid log at this size
     bid_log_backups: int = Field(5, ge=0)    # rotated bid log files kept

@@ -6,7 +6,8 @@ metrics and logs `rtb_dcn.observability`."""
 
 # %% ../nbs/14_router.ipynb #30a9c573
 from __future__ import annotations
-import asyncio, hmac, itertools, json, logging, os, sys, time, uuid
+import asyncio, functools, hmac, itertools, json, logging, os, re, sys, time, uuid
+from urllib.parse import quote
 from pathlib import Path
 from typing import Annotated, Any
 import numpy as np
@@ -15,9 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fastcore.script import call_parse
 from .config import RtbError, Settings, load_settings
-from .openrtb import BidRequest, BidResponse, SeatBid, Bid, BidExt, NS
+from .openrtb import BidRequest, BidResponse, SeatBid, Bid, BidExt, NS, OpenRtbError, error_message
 from .units import cpm_to_cost, cost_to_cpm, to_price_units
 from .featurestore import RedisStore
 from .ab import OVERRIDE_HEADER
@@ -26,10 +29,11 @@ from .state import RouterState, load_arm
 from .observability import request_id_var, setup_logging
 
 # %% auto #0
-__all__ = ['log', 'State', 'NO_BID_HEADER', 'bidding', 'scoring', 'ops', 'admin', 'PredictRequest', 'PredictResponse',
-           'WinNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Guard', 'next_bid_id', 'deadline_of',
-           'openrtb_bid', 'LossNotice', 'win_notice', 'loss_notice', 'predict', 'healthz', 'readyz', 'metrics',
-           'reload', 'create_app', 'app_from_env']
+__all__ = ['log', 'TIMED_OUT', 'State', 'NO_BID_HEADER', 'bidding', 'scoring', 'ops', 'admin', 'PredictRequest',
+           'PredictResponse', 'WinNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Overloaded', 'Guard',
+           'next_bid_id', 'header_id', 'deadline_of', 'openrtb_bid', 'LossNotice', 'win_notice', 'loss_notice',
+           'predict', 'healthz', 'readyz', 'metrics', 'reload', 'create_app', 'app_from_env', 'SlowClientGuard',
+           'server_options']
 
 # %% ../nbs/14_router.ipynb #df41b7dc
 log = logging.getLogger('rtb_dcn.router')
@@ -91,10 +95,14 @@ def _oversized(content_length: bytes | None, max_bytes: int) -> bool:
     return content_length is not None and (not content_length.isdigit() or int(content_length) > max_bytes)
 
 # %% ../nbs/14_router.ipynb #f42fa2a5
+class Overloaded(Exception): pass
+TIMED_OUT = 'rtb_dcn.body_timeout'    # scope key SlowClientGuard sets on a request it answered 408 (its body timed out)
+
 class Guard:
-    "ASGI middleware: body size limit (413) and the catch-all (503 with a message, counted)."
-    def __init__(self, app, max_body_bytes: int, state_getter):
-        self.app, self.max, self.state = app, max_body_bytes, state_getter
+    "ASGI middleware: body size limit (413), the cap on POST requests in flight (503 + Retry-After) and the catch-all (503, counted)."
+    def __init__(self, app, max_body_bytes: int, state_getter, max_concurrent: int | None = None):
+        self.app, self.max, self.state, self.limit = app, max_body_bytes, state_getter, max_concurrent
+        self.busy = 0        # POST requests whose body is read and whose answer is not sent yet
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
         started = over = replaced = more = False
@@ -112,39 +120,41 @@ class Guard:
             self._count('body_too_large')
             if cl.isdigit() and int(cl) <= _DRAIN_BYTES: await _drain(receive)
             return await _json(413, f"body: {cl.decode(errors='replace')} bytes is too large; expected at most {self.max} bytes")(scope, receive, send)
-        seen = 0
+        seen, counted, limit = 0, False, self.limit if scope['method'] == 'POST' else None
         async def _receive():
-            nonlocal seen, over, more
+            nonlocal seen, over, more, counted
             msg = await receive()
             if msg['type'] == 'http.request':
                 seen, more = seen + len(msg.get('body', b'')), msg.get('more_body', False)
                 if seen > self.max:
                     over = True; raise BodyTooLarge()
+                if not more and limit is not None and not counted:   # the body is in: the request now takes its turn
+                    if self.busy >= limit: raise Overloaded()
+                    self.busy += 1; counted = True
             return msg
         try: await self.app(scope, _receive, _send)
         except BodyTooLarge:
             if more: await _drain(receive)
             if not started: await _send({'type': 'http.response.start'})
+        except Overloaded:
+            self._count('overload')
+            if not started: await _json(503, f"server: {limit} requests in flight; expected fewer, retry later", {'Retry-After': '1'})(scope, receive, send)
+        except ClientDisconnect:         # the client left, or SlowClientGuard answered 408 for a body that did not come
+            self._count('body_timeout' if scope.get(TIMED_OUT) else 'client_disconnect')
         except Exception as e:
             self._count(type(e).__name__)
             log.error('unhandled error: %s: %s', type(e).__name__, str(e)[:300])
             if not started: await _json(503, f"internal: {type(e).__name__}; the request was not served, retry later")(scope, receive, send)
+        finally:
+            if counted: self.busy -= 1
     def _count(self, kind: str):
         st = self.state()
         if st is not None: st.metrics.errors.labels(kind).inc()
 
 # %% ../nbs/14_router.ipynb #656a3704
-def _loc(loc) -> str:
-    loc = [str(x) for x in loc]
-    return '.'.join(loc[1:] if loc and loc[0] == 'body' else loc) or 'body'
-
 def _validation_message(errors) -> str:
-    "One line naming the first invalid field, its value and what was expected (pydantic / FastAPI errors)."
-    err = errors[0]
-    if err['type'] == 'json_invalid': return f"body: not valid JSON ({err.get('ctx', {}).get('error', err['msg'])}); expected a JSON object"
-    if err['type'] == 'missing': return f"{_loc(err['loc'])}: is missing; expected it in every request"
-    v = err.get('input'); sv = type(v).__name__ if isinstance(v, (dict, list)) else repr(v)
-    return f"{_loc(err['loc'])}: {sv[:80]} is invalid; {err['msg']}"
+    "One line naming the first invalid field, its value and what was expected (pydantic / FastAPI errors; notebook 11's rule)."
+    return error_message(errors, what='a JSON object')
 
 def _bad_request(request: Request, errors) -> JSONResponse:
     st = getattr(request.app.state, 'rt', None)
@@ -167,10 +177,16 @@ def next_bid_id() -> str:
     "A unique BidResponse.bidid: a random per-process prefix + a counter (uuid4 per response costs a getrandom syscall)."
     return f'{_BID_PREFIX}{next(_BID_SEQ):016x}'
 
+_PLAIN_ID = re.compile(r'[!-~](?:[ -~]{0,126}[!-~])?').fullmatch     # visible ASCII, inner spaces, at most 128 characters
+
+def header_id(rid: str) -> str:
+    "A request id as an `X-Request-ID` value: itself when it is visible ASCII (at most 128 characters), else its UTF-8 percent-encoding."
+    return rid if _PLAIN_ID(rid) else quote(rid, safe='')
+
 def _no_bid(st: RouterState, arm: str, reason: str, rid: str, extra: dict | None = None) -> Response:
     st.metrics.no_bids.labels(arm, reason).inc()
     log.debug('no bid: %s', reason)
-    return Response(status_code=204, headers={NO_BID_HEADER: reason, 'X-Request-ID': rid})
+    return Response(status_code=204, headers={NO_BID_HEADER: reason, 'X-Request-ID': header_id(rid)})
 
 # %% ../nbs/14_router.ipynb #7ab45d70
 async def _lookup(st: RouterState, keys: list[list[str]], deadline: float) -> dict | None:
@@ -205,7 +221,7 @@ def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: l
     if not bids: return _no_bid(st, arm, reasons[0] if reasons else 'no_imp', rid)
     m_bids.inc(len(bids))
     resp = BidResponse(id=rid, seatbid=[SeatBid(bid=bids, seat='rtb_dcn')], bidid=next_bid_id(), cur=s.currency)
-    return Response(resp.model_dump_json(exclude_none=True), media_type='application/json', headers={'X-Request-ID': rid})
+    return Response(resp.model_dump_json(exclude_none=True), media_type='application/json', headers={'X-Request-ID': header_id(rid)})
 
 # %% ../nbs/14_router.ipynb #656d7952
 def deadline_of(t0: float, tmax_ms: float | None, s: Settings) -> float:
@@ -245,6 +261,7 @@ async def openrtb_bid(request: Request):
     try: req = BidRequest.model_validate_json(await request.body())
     except ValidationError as e: return _bad_request(request, e.errors())
     s, m, rid = st.s, st.metrics, req.id
+    if len(req.imp) > s.max_imps: return _bad_input(st, OpenRtbError(f"imp: {len(req.imp)} imps are too many; expected at most {s.max_imps} (settings.max_imps)"))
     request_id_var.set(rid)
     deadline = deadline_of(t0, req.tmax, s)
     try: arm_cfg = st.splitter.assign_request(req, request.headers.get(OVERRIDE_HEADER))
@@ -255,7 +272,8 @@ async def openrtb_bid(request: Request):
     t1 = time.perf_counter(); ms['parse'].observe(t1 - t0)
     if req.cur and s.currency not in req.cur: return _no_bid(st, arm, 'currency', rid)
     # features: the raw record of each imp + aggregates from the store
-    try: records, keys = imp_records(req, art.spec)
+    try: records, keys = imp_records(req, art.spec, deadline)
+    except TimeoutError: return _no_bid(st, arm, 'tmax', rid)
     except RtbError as e: return _bad_input(st, e)
     found = {}
     if st.store is not None:
@@ -272,6 +290,7 @@ async def openrtb_bid(request: Request):
     except (asyncio.TimeoutError, TimeoutError): return _no_bid(st, arm, 'tmax', rid)
     except RtbError as e: return _scorer_failed(st, arm, rid, e)
     t3 = time.perf_counter(); ms['score'].observe(t3 - t2)
+    if t3 > deadline: return _no_bid(st, arm, 'tmax', rid)
     # bid
     decisions = decide_bids(req, pctr.tolist(), art.strategy, s.currency, s.price_scale, art.arm.campaign, st.shader, st.pacer)
     decisions = await st.book_bids(rid, art, decisions)   # reserve + remember the bids: one call to the bid book (Redis: one round trip)
@@ -438,14 +457,66 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = _openapi
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
-    app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, state_getter=lambda: getattr(app.state, 'rt', None))
+    app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, state_getter=lambda: getattr(app.state, 'rt', None),
+                       max_concurrent=s.max_concurrent_requests)
     return app
 
 def app_from_env() -> FastAPI:
-    "uvicorn factory (`--factory rtb_dcn.router:app_from_env`): settings from RTB_ env vars and the profile."
+    "uvicorn factory (`--factory rtb_dcn.router:app_from_env`; add `--http rtb_dcn.router:SlowClientGuard`): settings from RTB_ env vars and the profile."
     s = load_settings()
     setup_logging(s.log_level)
     return create_app(s)
+
+# %% ../nbs/14_router.ipynb #4c4f6dbe
+@functools.cache
+def _slow_client_limits() -> tuple[float, float, int]:
+    s = load_settings()
+    return s.header_timeout_s, s.body_timeout_s, s.max_connections
+
+def _sweep(state, loop, every: float):
+    "Close what waited too long on one server's connections; again in `every` seconds while any is open."
+    now = loop.time()
+    for c in list(state.connections): c._expire(now)
+    state.rtb_sweep = loop.call_later(every, _sweep, state, loop, every) if state.connections else None
+
+class SlowClientGuard(HttpToolsProtocol):
+    "uvicorn's httptools protocol with a header timeout, a body timeout (408) and a connection cap (see the table above)."
+    def __init__(self, *args, limits: tuple[float, float, int] | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.limits = limits or _slow_client_limits()     # header_timeout_s, body_timeout_s, max_connections
+        self.phase, self.since = 'headers', self.loop.time()   # 'headers', 'body' or None (the request is in, or idle)
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        if len(self.connections) > self.limits[2]: self._shed()
+        if getattr(self.server_state, 'rtb_sweep', None) is None:
+            every = min(max(min(self.limits[:2]) / 4, 0.05), 1.0)
+            self.server_state.rtb_sweep = self.loop.call_later(every, _sweep, self.server_state, self.loop, every)
+    def on_message_begin(self):                  # a new request on a kept-alive connection (a new one waits since it opened)
+        super().on_message_begin()
+        if self.phase is None: self.phase, self.since = 'headers', self.loop.time()
+    def on_headers_complete(self):
+        super().on_headers_complete(); self.phase, self.since = 'body', self.loop.time()
+    def on_message_complete(self):
+        super().on_message_complete(); self.phase = None
+    def _shed(self):
+        "Over the connection cap: close the connection that has waited longest for its headers, else this new one."
+        slow = [c for c in self.connections if c is not self and getattr(c, 'phase', None) == 'headers']
+        (min(slow, key=lambda c: c.since) if slow else self).transport.close()
+    def _expire(self, now: float):
+        if self.phase == 'headers' and now - self.since > self.limits[0]:
+            self.phase = None; self.transport.close()
+        elif self.phase == 'body' and now - self.since > self.limits[1]:
+            self.phase, cyc = None, self.cycle
+            if cyc is not None and not cyc.response_started and not self.pipeline:   # the app is still waiting for the body
+                cyc.scope[TIMED_OUT] = True           # Guard counts it when the app sees the disconnect
+                body = json.dumps({'error': f"body: not complete {self.limits[1]:g} s after the headers; expected the whole body sooner"}).encode()
+                self.transport.write(b'HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n'
+                                     b'content-length: %d\r\n\r\n%s' % (len(body), body))
+            self.transport.close()
+
+def server_options(s: Settings) -> dict:
+    "The keywords of `uvicorn.run` for the router: `SlowClientGuard` and the keep-alive timeout."
+    return dict(http=SlowClientGuard, timeout_keep_alive=s.keep_alive_s)
 
 # %% ../nbs/14_router.ipynb #792fd87d
 @call_parse
@@ -492,4 +563,4 @@ def serve_cli(
     setup_logging(s.log_level)
     log.info('serving %s on http://%s:%d with %d worker(s), scorer %s, feature store %s', s.run_dir, s.host, s.port, s.workers, s.scorer, s.feature_store)
     uvicorn.run('rtb_dcn.router:app_from_env', factory=True, host=s.host, port=s.port, workers=s.workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=5)
+                log_config=None, access_log=False, timeout_graceful_shutdown=5, **server_options(s))
