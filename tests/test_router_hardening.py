@@ -7,11 +7,15 @@ Rows: a malformed `imp.ext.rtb_dcn` / `ext.rtb_dcn.ipinyou` (was 503 AttributeEr
 a zero-width space, an RTL mark (was 503 UnicodeEncodeError, the bid already remembered) or CR LF (was: no answer);
 4,500 imps and 5,800 imps sharing one id (was: 432 ms of CPU, 5,800 bids with one bid id); slowloris connections
 and a short body (were: held forever, no answer)."""
-import json, socket, threading, time
+import json, socket, tempfile, threading, time
+from pathlib import Path
 from urllib.parse import unquote
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "rtb_dcn-hypothesis")   # its caches in a temporary folder, not ./.hypothesis
 
 BID = "/openrtb2/bid"
 SLOW_S = 3.0          # the test server's header and body timeouts
