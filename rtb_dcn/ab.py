@@ -31,6 +31,7 @@ class Arm(BaseModel):
     param: float | None = None           # None: settings.strategy_param
     stats: dict[str, float] = {}         # MarketStats fields (mean_pctr default: the run's metrics.json)
     campaign: str = 'default'            # pacing budget key
+    max_bid: float | None = Field(None, gt=0)  # highest bid of this arm (CPM, currency units); None: settings.max_bid
 
 class ABConfig(BaseModel):
     "The experiment: a salt and the arms."

@@ -13,12 +13,12 @@ from fastcore.basics import patch
 from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from .config import RtbError
-from .units import cpm_to_cost, cost_to_cpm
+from .units import cpm_to_cost, cost_to_cpm, to_price_units
 
 # %% auto #0
 __all__ = ['WIN_FUNCTIONS', 'STRATEGIES', 'ALIASES', 'win_curve', 'win_function', 'fit_win_c', 'check_pctr', 'MarketStats',
            'BidStrategy', 'BidDecision', 'Strategy', 'ConstBid', 'RandomBid', 'LinearBid', 'OrtbRatioBid', 'OrtbExpBid',
-           'TruthfulBid', 'strategy_name', 'make_strategy', 'BudgetPacer', 'BidShader']
+           'TruthfulBid', 'strategy_name', 'make_strategy', 'default_max_bid', 'BidCap', 'BudgetPacer', 'BidShader']
 
 # %% ../nbs/08_bidding.ipynb #db1ebbf0
 def _prices(market_price, name: str = 'market_price') -> np.ndarray:
@@ -81,6 +81,7 @@ class MarketStats:
     max_price: int        # largest training market price
     rows: int = 0
     clicks: int = 0
+    price_p99: float | None = None   # 99th-percentile training market price (None: unknown)
 
     @classmethod
     def fit(cls, pctr, market_price, clicks=None) -> 'MarketStats':
@@ -90,7 +91,8 @@ class MarketStats:
         if p.mean() <= 0: raise RtbError("pctr: every training pCTR is 0; expected a positive mean pCTR")
         k = int(np.asarray(clicks).sum()) if clicks is not None else 0
         return cls(float(p.mean()), fit_win_c(z, 'ratio'), fit_win_c(z, 'exp'),
-                   float(cpm_to_cost(z.sum()) / k) if k else float('nan'), int(z.max()), len(z), k)
+                   float(cpm_to_cost(z.sum()) / k) if k else float('nan'), int(z.max()), len(z), k,
+                   float(np.quantile(z, 0.99)))
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -105,21 +107,25 @@ class BidStrategy(Protocol):
 
 @dataclass(frozen=True)
 class BidDecision:
-    "A bid in whole price units, or no bid (`price` None) with the `reason`."
+    "A bid in whole price units, or no bid (`price` None) with the `reason`; `capped`: the ceiling that lowered the bid."
     price: int | None
     reason: str | None = None
+    capped: str | None = None        # 'max_bid' | 'low_coverage' (see BidCap)
+    low_coverage: bool = False       # the imp's feature coverage was under the cap's min_coverage
 
 class Strategy:
     "Base of the strategies: subclasses define `price(p)` (float64 prices for an array of pCTRs)."
     name = 'base'
+    cap: BidCap | None = None        # the arm's ceiling (make_strategy(cap=)); None: uncapped
     def __init__(self, param: float, stats: MarketStats | None = None, seed: int = 0):
         self.param, self.stats, self.seed = float(param), stats, seed
         if not math.isfinite(self.param) or self.param < 0:
             raise RtbError(f"{self.name} parameter: {param!r} is invalid; expected a number >= 0")
     def price(self, p: np.ndarray) -> np.ndarray: raise NotImplementedError
     def bids(self, pctr) -> np.ndarray:
-        "Bid prices (float64, before truncation) for an array of pCTRs."
-        return self.price(check_pctr(pctr))
+        "Bid prices (float64, before truncation) for an array of pCTRs, at most `cap.max_bid`."
+        b = self.price(check_pctr(pctr))
+        return b if self.cap is None else np.minimum(b, self.cap.max_bid)
     def bid(self, pctr: float, ctx: Mapping[str, Any] | None = None) -> int | None:
         "The bid for one request in whole price units, or None (no bid)."
         return self.decide(pctr, ctx).price
@@ -132,16 +138,20 @@ class Strategy:
     def _apply_context(self, b: int, ctx: Mapping[str, Any]) -> int | None:
         return self._decide(b, ctx).price
     def _decide(self, b: int, ctx: Mapping[str, Any]) -> BidDecision:
-        # the router's seam: floor, first-price shading, budget pacing
-        floor = ctx.get('floor_price')
+        # the router's seam: ceiling (max bid, low coverage), floor, first-price shading, budget pacing
         if b <= 0: return BidDecision(None, 'zero_bid')
-        if floor is not None and b < floor: return BidDecision(None, 'below_floor')
+        capped, low = None, False
+        if self.cap is not None:
+            b, capped, low = self.cap.apply(b, ctx.get('coverage'))
+            if b is None: return BidDecision(None, 'low_coverage', None, True)
+        floor = ctx.get('floor_price')
+        if floor is not None and b < floor: return BidDecision(None, 'below_floor', None, low)
         shader = ctx.get('shader')
         if shader is not None and ctx.get('auction_type') == 1: b = shader.shade(b, floor)
         pacer = ctx.get('pacer')
         if pacer is not None and not pacer.allow(ctx.get('campaign', 'default'), b, ctx.get('now')):
-            return BidDecision(None, 'budget')
-        return BidDecision(b)
+            return BidDecision(None, 'budget', None, low)
+        return BidDecision(b, None, capped, low)
     def _need(self, what: str):
         if self.stats is None: raise RtbError(f"strategy {self.name}: needs training statistics (MarketStats) for {what}")
         return self.stats
@@ -207,15 +217,56 @@ def strategy_name(name: str) -> str:
                        f"(aliases: {', '.join(f'{k}={v}' for k, v in ALIASES.items())})")
     return n
 
-def make_strategy(name: str, param: float | None = None, stats: MarketStats | None = None, seed: int = 0) -> Strategy:
-    "The strategy `name` with its parameter (default for `truth`: the training eCPC in `stats`)."
+def make_strategy(name: str, param: float | None = None, stats: MarketStats | None = None, seed: int = 0,
+                  cap: BidCap | None = None) -> Strategy:
+    "The strategy `name` with its parameter (default for `truth`: the training eCPC in `stats`) and its ceiling `cap`."
     cls = STRATEGIES[strategy_name(name)]
     if param is None:
         if cls is TruthfulBid and stats is not None and math.isfinite(stats.ecpc): param = stats.ecpc
         else: raise RtbError(f"strategy {cls.name}: no parameter given; expected --param or tuning on a training log")
     s = cls(param, stats, seed)
     if cls in (LinearBid, OrtbRatioBid, OrtbExpBid): s._need('its formula')
+    s.cap = cap
     return s
+
+# %% ../nbs/08_bidding.ipynb #1e5ffd98
+def default_max_bid(stats: MarketStats, factor: float = 1.0) -> int:
+    "An arm's max bid when none is configured: `factor` x the 99th-percentile training market price (else its max), price units."
+    base = stats.price_p99 if stats.price_p99 is not None and math.isfinite(stats.price_p99) else stats.max_price
+    return max(int(factor * base), 1)
+
+@dataclass(frozen=True)
+class BidCap:
+    "The ceiling of an arm's bids (price units): `max_bid`; imps with coverage under `min_coverage` bid at most `low_coverage_bid` (None: no bid)."
+    max_bid: int
+    min_coverage: float = 0.0
+    low_coverage_bid: int | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.max_bid, int) and self.max_bid >= 1):
+            raise RtbError(f"max_bid: {self.max_bid!r} is invalid; expected a whole number of price units >= 1")
+        if not 0 <= self.min_coverage <= 1: raise RtbError(f"min_coverage: {self.min_coverage!r} is invalid; expected a share in [0, 1]")
+        lb = self.low_coverage_bid
+        if lb is not None and not (isinstance(lb, int) and 1 <= lb <= self.max_bid):
+            raise RtbError(f"low_coverage_bid: {lb!r} is invalid; expected None (no bid) or whole price units in [1, max_bid={self.max_bid}]")
+
+    def apply(self, b: int, coverage: float | None = None) -> tuple[int | None, str | None, bool]:
+        "(bid or None, the ceiling that lowered it, whether the imp is low-coverage) for a strategy's bid `b` > 0."
+        if coverage is not None and coverage < self.min_coverage:
+            top = self.low_coverage_bid
+            if top is None: return None, None, True
+            return (top, 'low_coverage', True) if b > top else (b, None, True)
+        return (self.max_bid, 'max_bid', False) if b > self.max_bid else (b, None, False)
+
+    @classmethod
+    def from_settings(cls, s, stats: MarketStats, max_bid: float | None = None) -> BidCap:
+        "An arm's cap: its `max_bid` (CPM, currency units), else settings.max_bid, else `default_max_bid`; low coverage as set."
+        units = lambda x: max(int(round(to_price_units(x, s.price_scale), 9)), 1)
+        mb = max_bid if max_bid is not None else s.max_bid
+        top = units(mb) if mb is not None else default_max_bid(stats, s.max_bid_factor)
+        if s.low_coverage == 'no_bid': low = None
+        else: low = min(units(s.low_coverage_max_bid), top) if s.low_coverage_max_bid is not None else max(top // 4, 1)
+        return cls(top, s.min_coverage, low)
 
 # %% ../nbs/08_bidding.ipynb #7a321fce
 class BudgetPacer:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+import numpy as np
+from .config import RtbError
 from .openrtb import BidRequest, bid_request_to_record
 from .units import to_currency, to_price_units
 from .featurestore import feature_keys, aggregate_features
-from .features import FeatureSpec
+from .features import FeatureSpec, FIRST_ID
 
 # %% auto #0
-__all__ = ['imp_records', 'record_features', 'ImpDecision', 'decide_bids']
+__all__ = ['imp_records', 'record_features', 'feature_coverage', 'ImpDecision', 'decide_bids']
 
 # %% ../nbs/14a_bidflow.ipynb #01c0386e
 def imp_records(req: BidRequest, spec: FeatureSpec, deadline: float | None = None) -> tuple[list[dict], list[list[str]]]:
@@ -36,6 +38,14 @@ def record_features(records: list[dict], keys: Sequence[Sequence[str]], found: d
     for r, f in zip(records, feats): r.update({k: v for k, v in f.items() if k in use})
     return feats
 
+# %% ../nbs/14a_bidflow.ipynb #6be57e6c
+def feature_coverage(cat_ids) -> np.ndarray:
+    "Per row of `cat_ids` (int64 [n, F] from the spec's encoder): the share of fields with a value seen in training (1.0 without fields)."
+    ids = np.asarray(cat_ids)
+    if ids.ndim != 2: raise RtbError(f"cat_ids: shape {ids.shape} is invalid; expected [rows, categorical fields]")
+    if ids.shape[1] == 0: return np.ones(len(ids))
+    return np.count_nonzero(ids >= FIRST_ID, axis=1) / ids.shape[1]
+
 # %% ../nbs/14a_bidflow.ipynb #89c83c7c
 @dataclass
 class ImpDecision:
@@ -45,17 +55,21 @@ class ImpDecision:
     price: float | None = None
     bid_units: float | None = None
     reason: str | None = None
+    capped: str | None = None          # the ceiling that lowered the bid: 'max_bid' | 'low_coverage'
+    low_coverage: bool = False
+    coverage: float | None = None
 
 def decide_bids(req: BidRequest, pctrs: Sequence[float], strategy, currency: str, price_scale: float,
-                campaign: str | None = None, shader=None, pacer=None) -> list[ImpDecision]:
-    "A decision per imp of `req` from its pCTR: the strategy's price with floor, currency, shading and pacing applied."
+                campaign: str | None = None, shader=None, pacer=None, coverage: Sequence[float] | None = None) -> list[ImpDecision]:
+    "A decision per imp of `req` from its pCTR (and feature `coverage`): the strategy's capped price with floor, currency, shading and pacing applied."
     out = []
-    for imp, p in zip(req.imp, pctrs):
+    for imp, p, c in zip(req.imp, pctrs, coverage if coverage is not None else [None] * len(req.imp)):
         if imp.bidfloor and imp.bidfloorcur != currency:
-            out.append(ImpDecision(imp.id, p, reason='currency')); continue
+            out.append(ImpDecision(imp.id, p, reason='currency', coverage=c)); continue
         floor = None if imp.bidfloor is None else round(to_price_units(imp.bidfloor, price_scale), 9)
         d = strategy.decide(p, {'floor_price': floor, 'auction_type': req.at, 'shader': shader,
-                                'pacer': pacer, 'campaign': campaign})
-        if d.price is None: out.append(ImpDecision(imp.id, p, reason=d.reason)); continue
-        out.append(ImpDecision(imp.id, p, max(round(to_currency(d.price, price_scale), 6), imp.bidfloor or 0.0), d.price))
+                                'pacer': pacer, 'campaign': campaign, 'coverage': c})
+        if d.price is None: out.append(ImpDecision(imp.id, p, reason=d.reason, low_coverage=d.low_coverage, coverage=c)); continue
+        out.append(ImpDecision(imp.id, p, max(round(to_currency(d.price, price_scale), 6), imp.bidfloor or 0.0), d.price,
+                               None, d.capped, d.low_coverage, c))
     return out

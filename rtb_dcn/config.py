@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     redis_timeout_ms: float = Field(5.0, gt=0)   # per-call Redis timeout; slower reads fall back to defaults
     ab_config: Path | None = None            # A/B arms YAML (configs/ab/); default: one arm serving run_dir
     ab_override_header: bool = False         # honour the X-RTB-Arm header (testing only)
-    admin_token: str | None = None           # bearer token of POST /admin/reload; None: reload disabled
+    admin_token: str | None = None           # bearer token of POST /admin/reload; None: admin_token_file, else reload disabled
+    admin_token_file: Path | None = None     # a secret file whose first line is the admin token (read per admin request)
     max_body_bytes: int = Field(65_536, ge=256)  # larger request bodies get 413
     max_imps: int = Field(20, ge=1)          # imps per bid request; more get 400 (bounded work per request)
     max_concurrent_requests: int = Field(512, ge=1)  # POST requests being served at once (bodies read); more get 503 + Retry-After
@@ -73,7 +74,9 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(5.0, gt=0)      # idle keep-alive connections are closed after this (uvicorn's timeout_keep_alive)
     bid_log: Path | None = Path('report/bid_log/bids.jsonl')  # JSONL bid log (None: off)
     bid_log_max_bytes: int = Field(50_000_000, ge=1024)  # rotate the bid log at this size
-    bid_log_backups: int = Field(5, ge=0)    # rotated bid log files kept
+    bid_log_backups: int = Field(5, ge=0)    # rotated bid log files kept (retention: at most bid_log_max_bytes x (backups + 1) on disk)
+    bid_log_user_data: bool = False          # keep user.keywords / segments (iPinYou usertag) in the bid log; off: dropped
+    bid_log_salt: str | None = None          # salt of the hashed user id and user agent in the bid log; None: random per process
     tmax_default_ms: int = Field(100, ge=1)  # time budget of a request without tmax
     tmax_margin_ms: float = Field(2.0, ge=0) # kept back from tmax for writing the answer
     strategy: str = 'lin'                    # bidding strategy of the default arm (rtb_dcn.bidding)
@@ -91,6 +94,11 @@ class Settings(BaseSettings):
     shading: Literal['none', 'factor', 'win'] = 'win'  # first-price (at=1) bid shading
     shading_factor: float = Field(0.8, gt=0, le=1)  # shading 'factor': bid x factor
     shading_c: float = Field(50.0, gt=0)     # shading 'win': c of the win function b/(b+c), price units
+    max_bid: float | None = Field(None, gt=0)  # highest bid (CPM, currency units) of an arm without its own; None: max_bid_factor x the market's p99 price
+    max_bid_factor: float = Field(1.0, gt=0) # the default max bid: this x the training market's 99th-percentile price (its max price if unknown)
+    min_coverage: float = Field(0.3, ge=0, le=1)  # share of the model's categorical fields an imp fills with values seen in training; below: low coverage
+    low_coverage: Literal['cap', 'no_bid'] = 'cap'  # a low-coverage imp bids at most low_coverage_max_bid, or not at all
+    low_coverage_max_bid: float | None = Field(None, gt=0)  # CPM, currency units; None: a quarter of the arm's max bid
     # --- streams: one name for one stream in `replay`, `stream-worker` (and the Redis server of `serve`/`features`) ---
     stream_name: str = 'rtb-bid-requests'    # bid requests: redis stream / kinesis stream / kafka topic (replay writes, stream-worker reads)
     stream_response_name: str = 'rtb-bid-responses'  # stream-worker --output redis|kinesis|kafka: the responses' stream / topic
@@ -109,14 +117,14 @@ class Settings(BaseSettings):
     worker_timeout_ms: float = Field(5000.0, gt=0)  # per bid request (transport errors and 5xx are retried twice)
     worker_checkpoint_every_s: float = Field(0.0, ge=0)  # checkpoint at most this often (0: after every batch)
 
-    @field_validator('sample_data_dir', 'run_dir', 'feature_store_path', 'ab_config', 'bid_log', mode='before')
+    @field_validator('sample_data_dir', 'run_dir', 'feature_store_path', 'ab_config', 'bid_log', 'admin_token_file', mode='before')
     @classmethod
     def _off(cls, v):
         "An optional path given as '' / 'off' / 'none' (e.g. `RTB_BID_LOG=off`) is turned off."
         return None if isinstance(v, str) and v.strip().lower() in ('', 'off', 'none') else v
 
     @field_validator('data_dir', 'artifacts_dir', 'report_dir', 'sample_data_dir', 'run_dir', 'feature_store_path',
-                     'ab_config', 'bid_log')
+                     'ab_config', 'bid_log', 'admin_token_file')
     @classmethod
     def _anchor(cls, v):
         "Relative paths are relative to the repository root, not to the current folder."

@@ -26,14 +26,15 @@ from .featurestore import RedisStore
 from .ab import OVERRIDE_HEADER
 from .bidflow import imp_records, record_features, decide_bids
 from .state import RouterState, load_arm
+from .run import confine_run
 from .observability import request_id_var, setup_logging
 
 # %% auto #0
 __all__ = ['log', 'TIMED_OUT', 'State', 'NO_BID_HEADER', 'bidding', 'scoring', 'ops', 'admin', 'PredictRequest',
            'PredictResponse', 'WinNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Overloaded', 'Guard',
            'next_bid_id', 'header_id', 'deadline_of', 'openrtb_bid', 'LossNotice', 'win_notice', 'loss_notice',
-           'predict', 'healthz', 'readyz', 'metrics', 'reload', 'create_app', 'app_from_env', 'SlowClientGuard',
-           'server_options']
+           'predict', 'healthz', 'readyz', 'metrics', 'admin_token', 'reload', 'create_app', 'app_from_env',
+           'SlowClientGuard', 'server_options']
 
 # %% ../nbs/14_router.ipynb #df41b7dc
 log = logging.getLogger('rtb_dcn.router')
@@ -206,17 +207,20 @@ def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: l
     s, m, arm, rid = st.s, st.metrics, art.name, req.id
     _, m_pctr, m_price, m_bids = m.arm(arm)
     bids, reasons = [], []
+    user = req.user.id if req.user else None      # the bid log stores it hashed (observability.Redactor)
     for imp, rec, f, d in zip(req.imp, records, feats, decisions):
         m_pctr.observe(d.pctr)
-        entry = {'ts': time.time(), 'request_id': rid, 'imp_id': imp.id, 'arm': arm, 'model_version': art.version,
-                 'pctr': d.pctr, 'floor': imp.bidfloor, 'at': req.at, 'features': f, 'record': rec}
+        if d.low_coverage: m.low_coverage.labels(arm).inc()
+        entry = {'ts': time.time(), 'request_id': rid, 'imp_id': imp.id, 'arm': arm, 'model_version': art.version, 'user': user,
+                 'pctr': d.pctr, 'coverage': d.coverage, 'floor': imp.bidfloor, 'at': req.at, 'features': f, 'record': rec}
         if d.price is None:
             reasons.append(d.reason); st.log_bid({**entry, 'status': 'no_bid', 'reason': d.reason}); continue
         bid_id = f'{rid}:{imp.id}'
         m_price.observe(d.price)
         crid = str(rec.get('creative') or f'{NS}-{arm}')
         bids.append(Bid(id=bid_id, impid=imp.id, price=d.price, crid=crid, ext=BidExt(pctr=d.pctr, arm=arm, model_version=art.version)))
-        st.log_bid({**entry, 'status': 'bid', 'price': d.price, 'bid_units': d.bid_units})
+        if d.capped: m.capped.labels(arm, d.capped).inc()
+        st.log_bid({**entry, 'status': 'bid', 'price': d.price, 'bid_units': d.bid_units, 'capped': d.capped})
     t4 = time.perf_counter(); m.stages['bid'].observe(t4 - t3); m.stages['total'].observe(t4 - t0)
     if not bids: return _no_bid(st, arm, reasons[0] if reasons else 'no_imp', rid)
     m_bids.inc(len(bids))
@@ -286,13 +290,14 @@ async def openrtb_bid(request: Request):
     if remaining <= 0: return _no_bid(st, arm, 'tmax', rid)
     try:
         async with asyncio.timeout(remaining):     # no extra task per request, unlike asyncio.wait_for on 3.11
-            pctr = await art.score(records)
+            pctr, cov = await art.score_covered(records)
     except (asyncio.TimeoutError, TimeoutError): return _no_bid(st, arm, 'tmax', rid)
     except RtbError as e: return _scorer_failed(st, arm, rid, e)
     t3 = time.perf_counter(); ms['score'].observe(t3 - t2)
     if t3 > deadline: return _no_bid(st, arm, 'tmax', rid)
     # bid
-    decisions = decide_bids(req, pctr.tolist(), art.strategy, s.currency, s.price_scale, art.arm.campaign, st.shader, st.pacer)
+    decisions = decide_bids(req, pctr.tolist(), art.strategy, s.currency, s.price_scale, art.arm.campaign, st.shader, st.pacer,
+                            coverage=cov.tolist())
     decisions = await st.book_bids(rid, art, decisions)   # reserve + remember the bids: one call to the bid book (Redis: one round trip)
     return _answer(st, req, art, records, feats, decisions, t0, t3)
 
@@ -385,23 +390,44 @@ async def metrics(st: State):
 # %% ../nbs/14_router.ipynb #6dea5f9a
 admin = APIRouter(tags=['admin'])
 
+def admin_token(s: Settings) -> str | None:
+    "The admin bearer token: settings.admin_token (RTB_ADMIN_TOKEN), else the first line of admin_token_file; None: disabled."
+    if s.admin_token: return s.admin_token
+    if s.admin_token_file is None: return None
+    try: first = (s.admin_token_file.read_text(encoding='utf-8').strip().splitlines() or [''])[0].strip()
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning('admin_token_file: cannot be read (%s); the admin endpoints are disabled', type(e).__name__); return None
+    return first or None
+
 async def _require_token(st: State, authorization: Annotated[str | None, Header()] = None):
+    "403 unless the request carries the admin token (a dependency: it runs before the endpoint reads the body)."
     from fastapi import HTTPException
-    tok = st.s.admin_token
-    if not tok: raise HTTPException(403, 'admin: reload is disabled; expected settings.admin_token (RTB_ADMIN_TOKEN) to be set')
+    tok = admin_token(st.s)
+    if not tok: raise HTTPException(403, 'admin: reload is disabled; expected settings.admin_token (RTB_ADMIN_TOKEN) or admin_token_file to be set')
     given = (authorization or '')[7:] if (authorization or '').lower().startswith('bearer ') else ''
     if not hmac.compare_digest(given.encode(), tok.encode()):
         st.metrics.reloads.labels('forbidden').inc()
         raise HTTPException(403, 'authorization: missing or wrong bearer token; expected Authorization: Bearer <admin_token>')
 
-@admin.post('/admin/reload', dependencies=[Depends(_require_token)], summary='Swap arms to another run folder atomically')
-async def reload(body: ReloadRequest, st: State):
+_RELOAD_BODY = {'requestBody': {'required': True, 'content': {'application/json': {'schema': ReloadRequest.model_json_schema()}}}}
+
+@admin.post('/admin/reload', dependencies=[Depends(_require_token)], summary='Swap arms to another run folder atomically',
+            openapi_extra=_RELOAD_BODY, responses={400: {'description': 'invalid body, a path outside the artifacts folder, or a run that does not load'},
+                                                   403: {'description': 'no or wrong admin token'}})
+async def reload(request: Request, st: State):
+    try: body = ReloadRequest.model_validate_json(await request.body())    # only now: after _require_token
+    except ValidationError as e: return _bad_request(request, e.errors())
     names = [body.arm] if body.arm else list(st.arms)
     if body.arm and body.arm not in st.arms: return _json(400, f"arm: {body.arm!r} is not an arm; expected one of {', '.join(st.arms)}")
+    try: run = confine_run(body.run, st.s.artifacts_dir)
+    except RtbError as e:
+        st.metrics.reloads.labels('refused').inc()
+        log.warning('reload refused: %s', e)
+        return _json(400, str(e))
     async with st.reload_lock:
         try:
             new = {}
-            for n in names: new[n] = await asyncio.to_thread(load_arm, st.arms[n].arm, st.s, body.run, True)
+            for n in names: new[n] = await asyncio.to_thread(load_arm, st.arms[n].arm, st.s, run, True)
         except RtbError as e:
             st.metrics.reloads.labels('refused').inc()
             log.warning('reload refused: %s', e)
@@ -409,7 +435,7 @@ async def reload(body: ReloadRequest, st: State):
         st.swap_arms(new)                        # the atomic swap (the old runtimes are closed 5 s later)
         await st.publish_reload(new)             # the record the other workers follow within reload_poll_s
     st.metrics.reloads.labels('ok').inc()
-    log.info('reloaded %s -> %s', names, body.run)
+    log.info('reloaded %s -> %s', names, run)
     return {'status': 'reloaded', 'arms': {n: {'run': str(a.run_dir), 'model_version': a.version} for n, a in new.items()}}
 
 # %% ../nbs/14_router.ipynb #c92e5d35
@@ -533,7 +559,8 @@ def serve_cli(
     features: str = None,       # inprocess store JSON (from `rtb-dcn feature-store load --out`)
     redis_url: str = None,      # redis://host:port/db for --feature-store redis
     ab_config: str = None,      # A/B arms YAML (configs/ab/example.yaml)
-    admin_token: str = None,    # bearer token enabling POST /admin/reload (prefer RTB_ADMIN_TOKEN)
+    admin_token: str = None,    # bearer token enabling POST /admin/reload (visible in `ps`: prefer RTB_ADMIN_TOKEN or --admin-token-file)
+    admin_token_file: str = None,  # a file whose first line is the admin token (e.g. a mounted secret)
     bid_log: str = None,        # JSONL bid log path ('off': no bid log)
     micro_batching: str = None, # on | off
     profile: str = None,        # settings profile: dev, staging or prod
@@ -546,7 +573,7 @@ def serve_cli(
     run = None if run is None else str(resolve_run(run, load_settings(profile=profile)))   # the rule every --run follows
     over = dict(run_dir=run, host=host, port=port, workers=workers, scorer=scorer, scorer_url=scorer_url,
                 feature_store=feature_store, feature_store_path=abs_(features), redis_url=redis_url, ab_config=abs_(ab_config),
-                admin_token=admin_token, bid_log=None if bid_log is None else '' if bid_log.strip().lower() in ('', 'off', 'none') else str(Path(bid_log).expanduser().resolve()),
+                admin_token=admin_token, admin_token_file=abs_(admin_token_file), bid_log=None if bid_log is None else '' if bid_log.strip().lower() in ('', 'off', 'none') else str(Path(bid_log).expanduser().resolve()),
                 micro_batching=None if micro_batching is None else micro_batching == 'on', per_worker_state=per_worker_state or None,
                 state=state)
     s = load_settings(profile=profile, **over)          # validate here: one-line errors before uvicorn starts
@@ -561,6 +588,8 @@ def serve_cli(
     if s.workers > 1 and not os.environ.get('PROMETHEUS_MULTIPROC_DIR'):
         os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='rtb_prom_')
     setup_logging(s.log_level)
+    if admin_token: log.warning('admin_token: passed on the command line, where other users of the machine can read it; '
+                                'expected RTB_ADMIN_TOKEN or --admin-token-file')
     log.info('serving %s on http://%s:%d with %d worker(s), scorer %s, feature store %s', s.run_dir, s.host, s.port, s.workers, s.scorer, s.feature_store)
     uvicorn.run('rtb_dcn.router:app_from_env', factory=True, host=s.host, port=s.port, workers=s.workers,
                 log_config=None, access_log=False, timeout_graceful_shutdown=5, **server_options(s))

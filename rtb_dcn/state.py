@@ -16,10 +16,10 @@ from fastcore.basics import patch
 from .units import cpm_to_cost, to_price_units
 from .featurestore import InProcessStore, RedisStore, prior_ctr
 from .ab import ABConfig, Arm, Splitter, load_ab_config
-from .bidding import MarketStats, make_strategy, BudgetPacer, BidShader
+from .bidding import MarketStats, make_strategy, BudgetPacer, BidShader, BidCap
 from .features import FeatureSpec
-from .observability import Metrics, BidLog
-from .bidflow import ImpDecision
+from .observability import Metrics, BidLog, Redactor
+from .bidflow import feature_coverage, ImpDecision
 from .run import Run
 
 # %% auto #0
@@ -44,10 +44,16 @@ class ArmRuntime:
     def spec_fields(self) -> set[str]: return set(self.spec.feature_names) | set(self.spec._dense_in)
     async def score(self, records: list[dict]) -> np.ndarray:
         "pCTR of raw records: encode (the training encoder) + score, off the event loop."
+        return (await self.score_covered(records))[0]
+    async def score_covered(self, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        "(pCTR, feature coverage) of raw records: one encode, the coverage from its ids (rtb_dcn.bidflow.feature_coverage)."
         if self.batcher is not None:
             ids, dense = self.spec.encode_records(records)
-            return await self.batcher.score(ids, dense)
-        return await asyncio.to_thread(lambda: np.asarray(self.scorer.score(*self.spec.encode_records(records)), np.float32).reshape(-1))
+            return await self.batcher.score(ids, dense), feature_coverage(ids)
+        def run():
+            ids, dense = self.spec.encode_records(records)
+            return np.asarray(self.scorer.score(ids, dense), np.float32).reshape(-1), feature_coverage(ids)
+        return await asyncio.to_thread(run)
     def close(self):
         if self.batcher is not None: self.batcher.close()
         if hasattr(self.scorer, 'close'):
@@ -65,8 +71,9 @@ def _scorer_options(s: Settings, spec: FeatureSpec) -> dict:
 def _market_stats(arm: Arm, run: Run) -> MarketStats:
     try: m = run.metrics
     except RtbError: m = {}   # no or unreadable metrics.json: the defaults below
-    st = {'mean_pctr': m.get('mean_pctr') or 0.001, 'c_ratio': 50, 'c_exp': 50, 'ecpc': float('nan'), 'max_price': 300, **arm.stats}
-    return MarketStats(**{k: st[k] for k in ('mean_pctr', 'c_ratio', 'c_exp', 'ecpc', 'max_price')})
+    st = {'mean_pctr': m.get('mean_pctr') or 0.001, 'c_ratio': 50, 'c_exp': 50, 'ecpc': float('nan'), 'max_price': 300,
+          'price_p99': None, **arm.stats}
+    return MarketStats(**{k: st[k] for k in ('mean_pctr', 'c_ratio', 'c_exp', 'ecpc', 'max_price', 'price_p99')})
 
 # %% ../nbs/14b_state.ipynb #21d026c9
 def load_arm(arm: Arm, s: Settings, run: Path | str | None = None, check: bool = True) -> ArmRuntime:
@@ -77,8 +84,9 @@ def load_arm(arm: Arm, s: Settings, run: Path | str | None = None, check: bool =
     r = Run(run, s)
     run_dir, spec = r.path, r.spec
     scorer = r.scorer(s.scorer, **_scorer_options(s, spec))
+    stats = _market_stats(arm, r)
     strategy = make_strategy(arm.strategy or s.strategy, arm.param if arm.param is not None else s.strategy_param,
-                             _market_stats(arm, r), seed=s.seed)
+                             stats, seed=s.seed, cap=BidCap.from_settings(s, stats, arm.max_bid))
     ready, error = True, None
     try:
         empty = dict.fromkeys([f.name for f in spec.cat_fields] + spec._dense_in)
@@ -239,7 +247,7 @@ class RouterState:
         self.bids = make_bids(s, self._count_expired)
         self.pacer = getattr(self.bids, 'pacer', None)     # the strategies' budget check (local state)
         self.shader = BidShader(s.shading, s.shading_c, s.shading_factor) if s.shading != 'none' else None
-        self.bid_log = BidLog(s.bid_log, s.bid_log_max_bytes, s.bid_log_backups) if s.bid_log else None
+        self.bid_log = BidLog(s.bid_log, s.bid_log_max_bytes, s.bid_log_backups, Redactor(s.bid_log_salt, s.bid_log_user_data)) if s.bid_log else None
         self.reload_record, self.reload_seq = make_reload_record(s, self.bids), 0
         self.reload_lock = asyncio.Lock()
         self._retired: list[ArmRuntime] = []

@@ -16,7 +16,7 @@ def server(runs, redis_server, start_router, tmp_path_factory):
     load_features(runs["data"], "ipinyou", RedisStore(redis_server.url, timeout_ms=2000))
     tmp = tmp_path_factory.mktemp("router_server")
     s = start_router(runs["run"], env={"RTB_FEATURE_STORE": "redis", "RTB_REDIS_URL": redis_server.url,
-                     "RTB_REDIS_TIMEOUT_MS": 20, "RTB_ADMIN_TOKEN": TOKEN, "RTB_MAX_BODY_BYTES": 4096,
+                     "RTB_REDIS_TIMEOUT_MS": 20, "RTB_ADMIN_TOKEN": TOKEN, "RTB_MAX_BODY_BYTES": 4096, "RTB_ARTIFACTS_DIR": runs["dir"],
                      "RTB_BID_LOG": tmp / "bids.jsonl", "RTB_BID_LOG_MAX_BYTES": 200_000, "RTB_STRATEGY": "lin",
                      "RTB_STRATEGY_PARAM": 300, "RTB_TMAX_DEFAULT_MS": 2000})
     s.bid_log = tmp / "bids.jsonl"

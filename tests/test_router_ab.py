@@ -5,7 +5,7 @@ pacing budget the win notices have spent gets 204 `budget`."""
 import pytest
 from rtb_dcn.units import PRICE_SCALE, to_price_units
 
-PRICE = {"a": 5.0, "b": 7.77}      # const bids of the arms (CNY CPM): the price tells the arm too
+PRICE = {"a": 5.0, "b": 7.77}      # const bids of the arms (CNY CPM): the price tells the arm too (max_bid 10 CNY: uncapped)
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,8 @@ def ab(runs, tmp_path_factory):
     cfg = d / "ab.yaml"
     cfg.write_text(f"""salt: test-ab-salt
 arms:
-  - {{name: a, weight: 0.5, run: {runs['run']}, strategy: const, param: {to_price_units(PRICE['a'], PRICE_SCALE['ipinyou']):g}, campaign: ca}}
-  - {{name: b, weight: 0.5, run: {runs['run2']}, strategy: const, param: {to_price_units(PRICE['b'], PRICE_SCALE['ipinyou']):g}, campaign: cb}}
+  - {{name: a, weight: 0.5, run: {runs['run']}, strategy: const, param: {to_price_units(PRICE['a'], PRICE_SCALE['ipinyou']):g}, campaign: ca, max_bid: 10}}
+  - {{name: b, weight: 0.5, run: {runs['run2']}, strategy: const, param: {to_price_units(PRICE['b'], PRICE_SCALE['ipinyou']):g}, campaign: cb, max_bid: 10}}
 """)
     reqs = []
     for row in read_dataset(runs["data"], "ipinyou", nrows=300).to_dict("records"):
@@ -89,7 +89,7 @@ def test_budget_pacing_after_wins(ab, start_router, tmp_path):
     "Budget 0.05 CNY per window, const bid 10 CNY CPM (0.01 CNY per won imp): after 5 wins every bid is 204 `budget`."
     s = start_router(ab["run"], env={"RTB_FEATURE_STORE": "none", "RTB_BID_LOG": tmp_path / "bids.jsonl",
                      "RTB_TMAX_DEFAULT_MS": 2000, "RTB_STRATEGY": "const", "RTB_STRATEGY_PARAM": 1000,
-                     "RTB_PACING_BUDGET": 0.05, "RTB_PACING_WINDOW_S": 3600})
+                     "RTB_PACING_BUDGET": 0.05, "RTB_PACING_WINDOW_S": 3600, "RTB_MAX_BID": 10})
     try:
         reqs = iter(ab["requests"])
         for k in range(5):
