@@ -223,9 +223,10 @@ def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: l
         st.log_bid({**entry, 'status': 'bid', 'price': d.price, 'bid_units': d.bid_units, 'capped': d.capped})
     t4 = time.perf_counter(); m.stages['bid'].observe(t4 - t3); m.stages['total'].observe(t4 - t0)
     if not bids: return _no_bid(st, arm, reasons[0] if reasons else 'no_imp', rid)
-    m_bids.inc(len(bids))
     resp = BidResponse(id=rid, seatbid=[SeatBid(bid=bids, seat='rtb_dcn')], bidid=next_bid_id(), cur=s.currency)
-    return Response(resp.model_dump_json(exclude_none=True), media_type='application/json', headers={'X-Request-ID': header_id(rid)})
+    answer = Response(resp.model_dump_json(exclude_none=True), media_type='application/json', headers={'X-Request-ID': header_id(rid)})
+    m_bids.inc(len(bids))
+    return answer
 
 # %% ../nbs/14_router.ipynb #656d7952
 def deadline_of(t0: float, tmax_ms: float | None, s: Settings) -> float:
