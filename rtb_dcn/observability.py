@@ -35,23 +35,45 @@ def setup_logging(level: str = 'INFO'):
     logging.getLogger('uvicorn.access').disabled = True
 
 # %% ../nbs/14c_observability.ipynb #9dfb34ea
-def truncate_ip(ip) -> str | None:
-    "The network of an IP address: IPv4 /24 ('a.b.c.0'), IPv6 /48; a masked 'a.b.c.*' is its /24; None if not an address."
-    if not isinstance(ip, str) or not ip.strip(): return None
+def _ip_network(ip: str) -> str | None:
+    "`truncate_ip` by the book (ipaddress): any IPv4/IPv6 form."
     try: a = ipaddress.ip_address(ip.strip().replace('*', '0'))
     except ValueError: return None
     if a.version == 6 and a.ipv4_mapped is not None: a = a.ipv4_mapped
     return str(ipaddress.ip_network(f'{a}/{24 if a.version == 4 else 48}', strict=False).network_address)
 
-def strip_url(url) -> str | None:
-    "A URL without query string, fragment and user:password@ ('https://host:port/path'); None if it does not parse."
-    if not isinstance(url, str) or not url.strip(): return None
+_octet = lambda x: x.isdigit() and len(x) <= 3 and (x == '0' or x[0] != '0') and int(x) <= 255   # as ipaddress reads one
+
+def truncate_ip(ip) -> str | None:
+    "The network of an IP address: IPv4 /24 ('a.b.c.0'), IPv6 /48; a masked 'a.b.c.*' is its /24; None if not an address."
+    if not isinstance(ip, str) or not ip.strip(): return None
+    p = ip.strip().split('.')
+    if len(p) == 4 and all(_octet(x) for x in p[:3]) and (p[3] == '*' or _octet(p[3])):
+        return f'{int(p[0])}.{int(p[1])}.{int(p[2])}.0'   # the bid log's common case, ~10x faster than ipaddress
+    return _ip_network(ip)
+
+def _url_parsed(url: str) -> str | None:
+    "`strip_url` by the book (urlsplit): drops user:password@, lower-cases the host, checks the port."
     try:
         u = urlsplit(url.strip())
         host, port = u.hostname or '', u.port
     except ValueError: return None
     if ':' in host: host = f'[{host}]'
     return urlunsplit((u.scheme, host + (f':{port}' if port else ''), u.path, '', ''))
+
+def _plain_netloc(n: str) -> bool:
+    "A host[:port] that urlsplit would give back unchanged: lower case, no user@, no IPv6 brackets, a plain port."
+    host, _, port = n.partition(':')
+    return bool(host) and n == n.lower() and not any(ch in n for ch in '@[]%\\ ') and (not _ or (port.isdigit() and port[0] != '0' and int(port) <= 65535))
+
+def strip_url(url) -> str | None:
+    "A URL without query string, fragment and user:password@ ('https://host:port/path'); None if it does not parse."
+    if not isinstance(url, str) or not url.strip(): return None
+    u = url.strip()
+    cut = min((i for i in (u.find('?'), u.find('#')) if i >= 0), default=len(u))
+    scheme, sep, rest = u[:cut].partition('://')
+    if sep and scheme.isalpha() and _plain_netloc(rest.split('/', 1)[0]): return u[:cut]   # ~10x faster than urlsplit
+    return _url_parsed(u)
 
 def salted_hash(value, key: bytes) -> str | None:
     "A keyed BLAKE2b digest (16 hex characters) of `value`: equal values give equal digests; None stays None."
@@ -85,7 +107,10 @@ class _JsonLine(logging.Formatter):
     def __init__(self, redact: Callable[[dict], dict] | None = None):
         super().__init__(); self.redact = redact
     def format(self, record):
-        return json.dumps(record.msg if self.redact is None else self.redact(record.msg), default=str, separators=(',', ':'))
+        line = getattr(record, 'rtb_line', None)      # RotatingFileHandler formats each record twice (size check, write)
+        if line is None:
+            line = record.rtb_line = json.dumps(record.msg if self.redact is None else self.redact(record.msg), default=str, separators=(',', ':'))
+        return line
 
 class BidLog:
     "JSONL bid log, redacted and written off the event loop, flushed per line, rotated at `max_bytes` keeping `backups` files."
@@ -133,11 +158,19 @@ class Metrics:
         # the hot path's children, bound once (`.labels()` takes a lock and a dict lookup per call)
         self.stages = {k: self.stage.labels(k) for k in ('parse', 'features', 'score', 'bid', 'total')}
         self._arms: dict[str, tuple] = {}
+        self._children: dict[tuple, Any] = {}
 
     def arm(self, name: str) -> tuple:
         "(requests, pctr, price, bids) children of arm `name`."
         c = self._arms.get(name)
         if c is None: c = self._arms[name] = (self.requests.labels(name), self.pctr.labels(name), self.price.labels(name), self.bids.labels(name))
+        return c
+
+    def child(self, metric, *labels):
+        "`metric.labels(*labels)`, bound once: prometheus_client's `labels()` costs several microseconds a call."
+        k = (metric._name, labels)
+        c = self._children.get(k)
+        if c is None: c = self._children[k] = metric.labels(*labels)
         return c
 
     def render(self) -> tuple[bytes, str]:

@@ -185,7 +185,7 @@ def header_id(rid: str) -> str:
     return rid if _PLAIN_ID(rid) else quote(rid, safe='')
 
 def _no_bid(st: RouterState, arm: str, reason: str, rid: str, extra: dict | None = None) -> Response:
-    st.metrics.no_bids.labels(arm, reason).inc()
+    st.metrics.child(st.metrics.no_bids, arm, reason).inc()
     log.debug('no bid: %s', reason)
     return Response(status_code=204, headers={NO_BID_HEADER: reason, 'X-Request-ID': header_id(rid)})
 
@@ -210,7 +210,7 @@ def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: l
     user = req.user.id if req.user else None      # the bid log stores it hashed (observability.Redactor)
     for imp, rec, f, d in zip(req.imp, records, feats, decisions):
         m_pctr.observe(d.pctr)
-        if d.low_coverage: m.low_coverage.labels(arm).inc()
+        if d.low_coverage: m.child(m.low_coverage, arm).inc()
         entry = {'ts': time.time(), 'request_id': rid, 'imp_id': imp.id, 'arm': arm, 'model_version': art.version, 'user': user,
                  'pctr': d.pctr, 'coverage': d.coverage, 'floor': imp.bidfloor, 'at': req.at, 'features': f, 'record': rec}
         if d.price is None:
@@ -219,7 +219,7 @@ def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: l
         m_price.observe(d.price)
         crid = str(rec.get('creative') or f'{NS}-{arm}')
         bids.append(Bid(id=bid_id, impid=imp.id, price=d.price, crid=crid, ext=BidExt(pctr=d.pctr, arm=arm, model_version=art.version)))
-        if d.capped: m.capped.labels(arm, d.capped).inc()
+        if d.capped: m.child(m.capped, arm, d.capped).inc()
         st.log_bid({**entry, 'status': 'bid', 'price': d.price, 'bid_units': d.bid_units, 'capped': d.capped})
     t4 = time.perf_counter(); m.stages['bid'].observe(t4 - t3); m.stages['total'].observe(t4 - t0)
     if not bids: return _no_bid(st, arm, reasons[0] if reasons else 'no_imp', rid)
