@@ -112,11 +112,11 @@ def _fields_ext(fmt: str) -> type[_Obj]:
 CriteoExt, AvazuExt = _fields_ext('criteo'), _fields_ext('avazu')
 
 class RequestExtNs(_Obj):
-    "`ext.rtb_dcn`: the feature values of a format, and the replayer's log bookkeeping (never read by the router)."
+    "`ext.rtb_dcn`: the feature values of a format, and the auction's logged time `ts` (epoch seconds; no ground truth)."
     ipinyou: IpinyouExt | None = None
     criteo: CriteoExt | None = None
     avazu: AvazuExt | None = None
-    log: dict[str, Any] | None = None
+    ts: float | None = Field(None, ge=0)   # the logged auction time, epoch seconds (optional: the feature time of a replay)
 
 class RequestExt(_Obj):
     rtb_dcn: RequestExtNs | None = None  # ours; other namespaces are ignored, whatever their shape
@@ -222,6 +222,13 @@ def _prune(d):
         return {k: v for k, v in out.items() if v is not None and v != {}}
     return d
 
+def _epoch_s(v) -> float | None:
+    "Epoch seconds (microseconds kept) of a log time; a naive time is read as UTC (as the replayer's clock reads it)."
+    if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)): return None
+    t = pd.Timestamp(v)
+    if t is pd.NaT: return None
+    return round((t.tz_convert('UTC').tz_localize(None) if t.tzinfo else t).value / 1e9, 6)
+
 def _request_id(row: Mapping) -> str:
     "The row's request id, else a stable hash of its values."
     rid = _clean(row.get('request_id'))
@@ -235,7 +242,7 @@ def row_to_bid_request(row: Mapping[str, Any], fmt: str, imp_id: str = '1') -> d
     if fmt not in SCHEMAS: raise RtbError(f"format: {fmt!r} is not a known format; expected one of {', '.join(SCHEMAS)}")
     s = SCHEMAS[fmt]
     g = lambda k: _clean(row.get(k))
-    log = {'label': g('label'), 'bid_price': g('bid_price'), 'market_price': g('market_price'), 'timestamp': g('timestamp')}
+    ts = _epoch_s(row.get('timestamp'))
     req: dict = {'id': _request_id(row), 'imp': [{'id': imp_id}], 'at': 2, 'user': {'id': g('user_id')}}
     floor = g('floor_price')
     if fmt == 'ipinyou':
@@ -254,10 +261,10 @@ def row_to_bid_request(row: Mapping[str, Any], fmt: str, imp_id: str = '1') -> d
         req['site'] = {'domain': g('domain'), 'page': g('url')}
         req['user']['keywords'] = g('usertag')
         req['cur'] = [CURRENCY[fmt]]
-        req['ext'] = {NS: {'ipinyou': {k: g(k) for k in _REQ_EXT}, 'log': log}}
+        req['ext'] = {NS: {'ipinyou': {k: g(k) for k in _REQ_EXT}, 'ts': ts}}
     else:
         if floor is not None: req['imp'][0]['bidfloor'] = floor
-        req['ext'] = {NS: {fmt: {k: g(k) for k in (*s.dense, *s.categorical)}, 'log': log}}
+        req['ext'] = {NS: {fmt: {k: g(k) for k in (*s.dense, *s.categorical)}, 'ts': ts}}
     return _prune(req)
 
 # %% ../nbs/11_openrtb.ipynb #2ff12dee
