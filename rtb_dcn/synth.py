@@ -257,12 +257,28 @@ def _choice(u: np.ndarray, probs) -> np.ndarray:
     c = np.cumsum(np.asarray(probs, dtype=np.float64)); c /= c[-1]
     return np.minimum(np.searchsorted(c, u, side='right'), len(c) - 1)
 
+def _user_z(h: np.ndarray) -> np.ndarray:
+    "A standard normal per 64-bit key (Box-Muller on two hash-derived uniforms): the same key, the same value."
+    a = _mix64(h); b = _mix64(a)
+    return np.sqrt(-2.0 * np.log1p(-_unit(a))) * np.cos(2 * np.pi * _unit(b))
+
+def _check_users(users, user_zipf, user_effect):
+    "One-line errors for the iPinYou shape's user options."
+    if isinstance(users, bool) or not isinstance(users, (int, np.integer)) or users <= 0:
+        raise RtbError(f"users: {users!r} is invalid; expected a positive whole number of users")
+    for k, v, lo in (('user_zipf', user_zipf, 'a Zipf exponent > 0'), ('user_effect', user_effect, 'a logit standard deviation >= 0')):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or v < 0 or (k == 'user_zipf' and v == 0):
+            raise RtbError(f"{k}: {v!r} is invalid; expected {lo}")
+
 class IpinyouSynth(SynthShape):
     "iPinYou-shaped won impressions (make-ipinyou-data log format) with a context-dependent market price."
     name, default_base_ctr = 'ipinyou', 0.002
     n_users, n_prefixes, n_domains, n_urls, n_slots, n_tagsets = 20_000_000, 40_000, 20_000, 200, 8_000, 3_000
-    def __init__(self, seed=42, base_ctr=None, start: str = '2013-10-19', days: int = 3, advertiser: int = 2259):
+    def __init__(self, seed=42, base_ctr=None, start: str = '2013-10-19', days: int = 3, advertiser: int = 2259,
+                 users: int = 20_000_000, user_zipf: float = 0.8, user_effect: float = 0.0):
+        _check_users(users, user_zipf, user_effect)
         self.start, self.days, self.advertiser = dt.date.fromisoformat(start), int(days), int(advertiser)
+        self.n_users, self.user_zipf, self.user_effect = int(users), float(user_zipf), float(user_effect)
         super().__init__(seed, base_ctr)
 
     def build_world(self, rng):
@@ -340,9 +356,10 @@ class IpinyouSynth(SynthShape):
     def features(self, d, start, n_total):
         n = len(d['u_label'])
         f = {}
-        user = zipf_ranks(d['u_user'], self.n_users, 0.8, 50.0).astype(np.uint64)
+        user = zipf_ranks(d['u_user'], self.n_users, self.user_zipf, 50.0).astype(np.uint64)
         hu = _mix64(user ^ self.salt[3])
         f['user_hash'] = hu
+        if self.user_effect: f['user_offset'] = self.user_effect * _user_z(hu ^ self.salt[7])
         f['ua'] = _choice(_unit(hu), self.ua_p)
         f['prefix'] = zipf_ranks(_unit(_mix64(hu ^ self.salt[4])), self.n_prefixes, 1.05, 5.0)
         f['region'], f['city'] = self.ip_region[f['prefix']], self.ip_city[f['prefix']]
@@ -372,6 +389,7 @@ class IpinyouSynth(SynthShape):
         s += self.W_hour_ua[f['hour'], f['ua']]
         s += self.a['reg_ex_vis'] * self.v_reg[f['region']] * self.v_ex[f['ex']] * self.v_vis[f['vis']]
         s += self.a['floor_vis'] * t_floor * self.g_vis[f['vis']]
+        if 'user_offset' in f: s += f['user_offset']
         return s
 
     def market_price(self, f, logit) -> tuple[np.ndarray, np.ndarray]:
@@ -606,14 +624,20 @@ def synth_cli(
     header: bool = False,        # criteo: CSV with a header like the sample; ipinyou: a header line; avazu: always has one
     base_ctr: float = None,      # mean true pCTR (default: criteo 0.25, ipinyou 0.002, avazu 0.17)
     chunk_rows: int = None,      # rows generated and written per chunk (default: the settings' chunk_rows)
+    users: int = None,           # ipinyou: size of the user population (default 20,000,000: nearly every user comes once)
+    user_zipf: float = None,     # ipinyou: Zipf exponent of user popularity (default 0.8; e.g. 1.1 with --users 1000000 for repeat visitors)
+    user_effect: float = None,   # ipinyou: std of a planted per-user logit offset, in the true pCTR (default 0: none)
     quiet: bool = False,         # no progress bar
 ):
     "Write a synthetic Criteo- or iPinYou-shaped log with planted crosses and its true pCTR side file."
     from rtb_dcn.config import load_settings
     if out is None: raise RtbError("out: missing; expected --out PATH, the file to write")
     _check(format, rows, base_ctr, chunk_rows if chunk_rows is not None else 1)
+    user_kw = {k: v for k, v in dict(users=users, user_zipf=user_zipf, user_effect=user_effect).items() if v is not None}
+    if user_kw and format != 'ipinyou':
+        raise RtbError(f"{next(iter(user_kw))}: not an option of the {format} shape; expected --format ipinyou")
     s = load_settings(seed=seed, chunk_rows=chunk_rows)
     summary = write_synth(Path(out).expanduser(), format, rows=rows, seed=s.seed, header=header,
-                          base_ctr=base_ctr, chunk_rows=s.chunk_rows, progress=not quiet)
+                          base_ctr=base_ctr, chunk_rows=s.chunk_rows, progress=not quiet, **user_kw)
     print(summary)
     return summary
