@@ -18,8 +18,9 @@ from .bidding import MarketStats, Strategy, make_strategy, strategy_name, check_
 from .units import cpm_to_cost, cost_to_cpm
 
 # %% auto #0
-__all__ = ['REPLAY_FORMATS', 'DEFAULT_GRIDS', 'whole_bids', 'replay_counts', 'replay_loop', 'check_replay_log', 'score_onnx',
-           'replay_log', 'ReplayResult', 'check_budget_props', 'replay_auction', 'tune', 'auction_table']
+__all__ = ['REPLAY_FORMATS', 'DEFAULT_GRIDS', 'whole_bids', 'auction_won', 'clearing_price', 'replay_counts', 'replay_loop',
+           'check_replay_log', 'score_onnx', 'replay_log', 'ReplayResult', 'check_budget_props', 'replay_auction',
+           'tune', 'auction_table']
 
 # %% ../nbs/17_auction.ipynb #0f27fa10
 def whole_bids(bid_prices) -> np.ndarray:
@@ -30,6 +31,14 @@ def whole_bids(bid_prices) -> np.ndarray:
         raise RtbError(f"bids: {int((b < 0).sum())} bids are negative; expected prices >= 0")
     return b
 
+def auction_won(bid, market_price):
+    "The win rule (arrays or scalars, whole bids and market prices in price units): a bid wins when it beats the market price; ties lose."
+    return bid > market_price
+
+def clearing_price(bid, market_price, first_price: bool = False):
+    "What a won impression pays (CPM, price units): the market price (second price), or the bid (first price)."
+    return bid if first_price else market_price
+
 def replay_counts(bid_prices, market_price, clicks, budgets, first_price: bool = False) -> dict[str, np.ndarray]:
     "Vectorised replay for each budget (price units): auctions reached, impressions, clicks and cost."
     b, z = whole_bids(bid_prices), np.asarray(market_price, dtype=np.float64)
@@ -38,8 +47,8 @@ def replay_counts(bid_prices, market_price, clicks, budgets, first_price: bool =
     n = len(z)
     if n == 0: return dict(bids=np.zeros(len(budgets), np.int64), imps=np.zeros(len(budgets), np.int64),
                            clicks=np.zeros(len(budgets), np.int64), cost=np.zeros(len(budgets)))
-    win = b > z                                         # ties lose
-    cost = np.cumsum((b if first_price else z) * win)
+    win = auction_won(b, z)                             # ties lose
+    cost = np.cumsum(clearing_price(b, z, first_price) * win)
     reached = np.minimum(np.searchsorted(cost, budgets, side='left') + 1, n)  # stop after the row reaching the budget
     if len(reached) == 1:                               # one budget: count the prefix directly
         m = int(reached[0]); w = win[:m]
@@ -56,8 +65,8 @@ def replay_loop(bid_prices, market_price, clicks, budget: float, first_price: bo
     for x, z, y in zip(prices, np.asarray(market_price, np.float64).tolist(), np.asarray(clicks).tolist()):
         b = (bid_prices.bid(x) or 0) if per_row else x     # per row: the router's path, None = no bid = 0
         bids += 1
-        if b > z:
-            imps += 1; clk += y; cost += b if first_price else z
+        if auction_won(b, z):
+            imps += 1; clk += y; cost += clearing_price(b, z, first_price)
         if cost >= budget: break
     return dict(bids=bids, imps=imps, clicks=clk, cost=cost)
 

@@ -31,6 +31,7 @@ class Event:
     key: str
     body: bytes
     ts: int | None = None
+    truth: tuple | None = None      # (label, market price) of the row: kept by the replayer's exchange, never sent
 
 def _dumps(obj) -> bytes: return json.dumps(obj, separators=(',', ':')).encode()
 
@@ -44,6 +45,7 @@ class Outcome:
     price: float | None = None
     arm: str | None = None
     reason: str | None = None    # the router's no-bid reason (204)
+    impid: str | None = None     # the imp id of the bid (200)
 
 @dataclass
 class SinkStats:
@@ -137,13 +139,13 @@ async def check_reachable(url: str, timeout_s: float = 3.0):
         why = 'timed out' if isinstance(e, asyncio.TimeoutError) else (e.strerror or type(e).__name__)
         raise RtbError(f"target: {url} is unreachable ({why}); expected a server listening on {host}:{port}") from None
 
-def parse_bid_response(status: int, body: bytes) -> tuple[float | None, str | None]:
-    "(price, arm) of the first bid of an OpenRTB response body; (None, None) for a no-bid or a body without bids."
-    if status != 200 or not body: return None, None
+def parse_bid_response(status: int, body: bytes) -> tuple[float | None, str | None, str | None]:
+    "(price, arm, imp id) of the first bid of an OpenRTB response body; all None for a no-bid or a body without bids."
+    if status != 200 or not body: return None, None, None
     d = json.loads(body)
     try: b = d['seatbid'][0]['bid'][0]
-    except (KeyError, IndexError, TypeError): return None, None
-    return float(b['price']), (b.get('ext') or {}).get('arm')
+    except (KeyError, IndexError, TypeError): return None, None, None
+    return float(b['price']), (b.get('ext') or {}).get('arm'), b.get('impid')
 
 # %% ../nbs/15a_sinks.ipynb #1e28c1e8
 class HttpSink(_Sink):
@@ -176,9 +178,9 @@ class HttpSink(_Sink):
         except (aiohttp.ClientError, OSError) as x: return Outcome(False, 'transport', type(x).__name__.lower())
         if status == 204: return Outcome(True, '204', reason=reason)
         if status != 200: return Outcome(False, str(status), f'http_{status}')
-        try: price, arm = parse_bid_response(200, body)
+        try: price, arm, impid = parse_bid_response(200, body)
         except (ValueError, KeyError, TypeError): return Outcome(False, '200', 'bad_response')
-        return Outcome(True, '200', price=price, arm=arm)
+        return Outcome(True, '200', price=price, arm=arm, impid=impid)
     async def send(self, events):
         self.stats.sent += len(events)
         outs = [await self._post(events[0])] if len(events) == 1 else await asyncio.gather(*map(self._post, events))

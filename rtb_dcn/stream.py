@@ -130,11 +130,20 @@ def _rekey(e: Event, k: int) -> Event:
     key = f'{e.key}~{k}'
     head = b'{"id":' + _dumps(e.key)
     body = b'{"id":' + _dumps(key) + e.body[len(head):] if e.body.startswith(head) else _dumps({**json.loads(e.body), 'id': key})
-    return Event(key, body, e.ts)
+    return Event(key, body, e.ts, e.truth)
+
+def _truth(df, data, done: int) -> list[tuple[int, float]]:
+    "(label, market price) of each row of a chunk, for the exchange; a row without a market price is an error."
+    z = df['market_price'].to_numpy(np.float64) if 'market_price' in df.columns else np.full(len(df), np.nan)
+    bad = ~np.isfinite(z)
+    if bad.any():
+        raise RtbError(f"market_price: row {done + int(np.argmax(bad)) + 1} of {Path(str(data)).name} has none; expected an "
+                       f"iPinYou-like log with the market price of every auction to play the exchange (--exchange)")
+    return list(zip(df['label'].to_numpy(np.int64).tolist(), z.tolist()))
 
 def request_events(data, fmt: str, loop: bool = False, chunk_rows: int = 2048, nrows: int | None = None,
-                   cache_rows: int = 200_000) -> Iterator[list[Event]]:
-    "Chunks of `Event`s (OpenRTB bid requests through `row_to_bid_request`) of a dataset; `loop` repeats it."
+                   cache_rows: int = 200_000, truth: bool = False) -> Iterator[list[Event]]:
+    "Chunks of `Event`s (OpenRTB bid requests through `row_to_bid_request`) of a dataset; `loop` repeats it; `truth`: each keeps its row's (label, market price)."
     from rtb_dcn.data import iter_dataset, SCHEMAS
     from rtb_dcn.openrtb import row_to_bid_request
     if fmt not in SCHEMAS: raise RtbError(f"format: {fmt!r} is not a supported dataset format; expected one of {', '.join(SCHEMAS)}")
@@ -143,10 +152,10 @@ def request_events(data, fmt: str, loop: bool = False, chunk_rows: int = 2048, n
     for df in iter_dataset(data, fmt, chunk_rows=chunk_rows, nrows=nrows):
         ts = df['timestamp'].values.astype('datetime64[ns]').astype(np.int64)
         nat = np.isnat(df['timestamp'].values)
-        out = []
-        for row, t, isnat in zip(df.to_dict('records'), ts.tolist(), nat.tolist()):
+        out, gt = [], _truth(df, data, n) if truth else [None] * len(df)
+        for row, t, isnat, g in zip(df.to_dict('records'), ts.tolist(), nat.tolist(), gt):
             req = row_to_bid_request(row, fmt)
-            out.append(Event(req['id'], _dumps(req), None if isnat else t))
+            out.append(Event(req['id'], _dumps(req), None if isnat else t, g))
         n += len(out)
         if cache is not None:
             cache.append(out)
@@ -155,7 +164,7 @@ def request_events(data, fmt: str, loop: bool = False, chunk_rows: int = 2048, n
     if not loop or n == 0: return
     k = 1
     while True:
-        src = cache if cache is not None else request_events(data, fmt, chunk_rows=chunk_rows, nrows=nrows)
+        src = cache if cache is not None else request_events(data, fmt, chunk_rows=chunk_rows, nrows=nrows, truth=truth)
         for chunk in src: yield [_rekey(e, k) for e in chunk]
         k += 1
 
@@ -271,10 +280,12 @@ class _Dispatcher:
         self.max_batch = max(1, int(getattr(sink, 'max_batch', 1)))
         self.tasks: set[asyncio.Task] = set()
         self.cap_waits, self.seq, self.batch = 0, 0, []
+        self.stopped = False         # the sink said it is done (an exchange's exhausted budget): nothing more is sent
     async def pace(self, times: np.ndarray, evs: list[Event], start: float):
         "Wait for each event's time (`start` + offset), dispatching the batch due so far; the last batch stays open."
         clock, mb, batch, seq = self.clock, self.max_batch, self.batch, self.seq
         for t_s, e in zip(times.tolist(), evs):
+            if self.stopped: break
             target = start + t_s
             if batch and (len(batch) >= mb or target > clock()):
                 await self.dispatch(batch); batch = []
@@ -286,6 +297,8 @@ class _Dispatcher:
         "Send `batch` [(seq, target, scheduled_s, event)] as a task once a slot is free."
         if self.sem.locked(): self.cap_waits += len(batch)
         await self.sem.acquire()
+        if self.stopped or getattr(self.sink, 'exhausted', False):
+            self.sem.release(); self.stopped = True; return
         at = self.clock()
         for _, _, sched_s, _ in batch: self.rec.sent(sched_s, at)
         t = asyncio.create_task(self._send(batch, at)); self.tasks.add(t); t.add_done_callback(self.tasks.discard)
@@ -336,6 +349,7 @@ async def replay_async(pairs: Iterable[tuple[np.ndarray, list[Event]]], sink, co
         while (item := await _next_item(ready, q)) is not None:
             if isinstance(item, BaseException): raise item
             await d.pace(*item, start)
+            if d.stopped: break
         await d.finish()
     finally:
         stop.set(); d.cancel(); bar.close(); rec.close()
@@ -375,12 +389,12 @@ def _planned_requests(shape, count: int | None, duration: float | None, poisson:
     return min(count or math.inf, math.ceil(float(shape.expected(duration))))
 
 def _replay_pairs(data, fmt: str, shape, speedup: float, count: int | None, duration: float | None, poisson: bool,
-                  seed: int | None, loop: bool, nrows: int | None, total: int | None):
-    "(offsets, events) chunks: a rate schedule, or the log's own timestamps when `shape` is None."
+                  seed: int | None, loop: bool, nrows: int | None, total: int | None, truth: bool = False):
+    "(offsets, events) chunks: a rate schedule, or the log's own timestamps when `shape` is None; `truth`: events keep their rows' ground truth."
     clock = RecordedClock(speedup) if shape is None else None
     times = None if shape is None else schedule(shape, count, duration, poisson, seed)
     chunk_rows = int(min(2048, max(16, total if total is not None else 2048)))
-    events = request_events(data, fmt, loop=loop and shape is not None, nrows=nrows, chunk_rows=chunk_rows)
+    events = request_events(data, fmt, loop=loop and shape is not None, nrows=nrows, chunk_rows=chunk_rows, truth=truth)
     return _aligned(events, times, clock, count, duration)
 
 # %% ../nbs/15_stream.ipynb #36f908a6
@@ -392,7 +406,12 @@ def summary_line(s: dict) -> str:
     return (f"replay: {s['sent']} sent to {s['sink']} in {s['duration_s']:.1f} s ({f(s['achieved_qps'])}/s"
             f"{tgt}); ok {s['ok']}, bids {s['bids']}, "
             f"errors: {err}; p50 {f(s['p50_ms'], ' ms')}, p99 {f(s['p99_ms'], ' ms')}, p99.9 {f(s['p999_ms'], ' ms')}; "
-            f"late {s['late']} (>{s['late_ms']:g} ms), cap waits {s['cap_waits']}")
+            f"late {s['late']} (>{s['late_ms']:g} ms), cap waits {s['cap_waits']}" + _exchange_line(s.get('exchange')))
+
+def _exchange_line(x: dict | None) -> str:
+    if not x: return ''
+    return (f"; {x['auction']} exchange: bids {x['bids']}, wins {x['wins']}, clicks {x['clicks']}, spend {x['spend']:.6g} {x['currency']}"
+            f"{', budget exhausted' if x['exhausted'] else ''}{', notice errors ' + str(x['notice_errors']) if x['notice_errors'] else ''}")
 
 # %% ../nbs/15_stream.ipynb #e7729af1
 def replay_stream(data, fmt: str, sink=None, mode: str | None = None, qps: float | None = None, speedup: float = 1.0,
@@ -408,7 +427,8 @@ def replay_stream(data, fmt: str, sink=None, mode: str | None = None, qps: float
     if shape is not None and loop and count is None and duration is None:
         raise RtbError("count/duration: both missing with --loop; expected --count N or --duration S to end the replay")
     total = _planned_requests(shape, count, duration, poisson)
-    pairs = _replay_pairs(data, fmt, shape, speedup, count, duration, poisson, seed, loop, nrows, total)
+    pairs = _replay_pairs(data, fmt, shape, speedup, count, duration, poisson, seed, loop, nrows, total,
+                          truth=bool(getattr(sink, 'needs_truth', False)))
     sink = sink if sink is not None else HttpSink('http://127.0.0.1:8080/openrtb2/bid', concurrency=concurrency)
     async def main():
         await sink.open()
@@ -416,6 +436,7 @@ def replay_stream(data, fmt: str, sink=None, mode: str | None = None, qps: float
         finally: await sink.close()
     s = run_async(main)
     s['sink_stats'] = sink.stats.as_dict()
+    if hasattr(sink, 'exchange_summary'): s['exchange'] = sink.exchange_summary()   # the exchange's wins, clicks, spend per arm
     s = {'data': str(data), 'format': fmt, 'mode': mode, 'target_qps': qps, 'poisson': poisson, 'speedup': speedup if shape is None else None,
          'seed': seed, 'count': count, 'duration': duration, **s}
     if summary_path:
@@ -453,6 +474,9 @@ def replay_cli(
     region: str = None,             # kinesis: AWS region (default: settings kinesis_region)
     endpoint_url: str = None,       # kinesis: endpoint, e.g. a local moto server http://127.0.0.1:5000 (default: settings kinesis_endpoint_url)
     bootstrap: str = None,          # kafka: bootstrap servers (default: settings kafka_bootstrap)
+    exchange: str = None,           # http: play the exchange, second-price or first-price: wins from the log's market price, then win/click/loss notices
+    events: str = None,             # --exchange: write the win/click/loss events here (JSONL: ts, request_id, imp_id, arm, status, price)
+    budget: float = None,           # --exchange: the campaign budget (currency units, e.g. CNY): stop once the spend reaches it (auction-replay's rule)
     log: str = None,                # per-request CSV: seq, id, scheduled_s, send_lag_ms, latency_ms, status, error, price, arm
     summary_json: str = None,       # write the summary (sent, achieved_qps, p50_ms ... p999_ms, errors) here
     late_ms: float = 10.0,          # a request sent more than this after its scheduled time counts as late
@@ -465,10 +489,18 @@ def replay_cli(
     st = load_settings(stream_name=stream, redis_url=redis_url, stream_maxlen=maxlen, kinesis_region=region,   # flags > RTB_ env > profile
                        kinesis_endpoint_url=endpoint_url, kafka_bootstrap=bootstrap, replay_concurrency=concurrency,
                        replay_timeout_ms=timeout_ms)
-    snk = make_sink(sink, target=target, out=out, stream=st.stream_name, redis_url=st.redis_url, maxlen=st.stream_maxlen,
-                    region=st.kinesis_region, endpoint_url=st.kinesis_endpoint_url, bootstrap=st.kafka_bootstrap,
-                    concurrency=st.replay_concurrency, timeout_s=st.replay_timeout_ms / 1000,
-                    headers={OVERRIDE_HEADER: arm} if arm else None)
+    headers = {OVERRIDE_HEADER: arm} if arm else None
+    if exchange is not None:
+        from rtb_dcn.exchange import ExchangeSink
+        if sink != 'http': raise RtbError(f"exchange: needs --sink http (the router answers the bids and takes the notices), not {sink!r}")
+        snk = ExchangeSink(target, exchange, price_scale=st.price_scale, currency=st.currency, budget=budget, events=events,
+                           concurrency=st.replay_concurrency, timeout_s=st.replay_timeout_ms / 1000, headers=headers)
+    elif events is not None or budget is not None:
+        raise RtbError(f"{'events' if events is not None else 'budget'}: only with --exchange second-price|first-price; expected --exchange")
+    else:
+        snk = make_sink(sink, target=target, out=out, stream=st.stream_name, redis_url=st.redis_url, maxlen=st.stream_maxlen,
+                        region=st.kinesis_region, endpoint_url=st.kinesis_endpoint_url, bootstrap=st.kafka_bootstrap,
+                        concurrency=st.replay_concurrency, timeout_s=st.replay_timeout_ms / 1000, headers=headers)
     s = replay_stream(data, format, snk, mode=mode, qps=qps, speedup=speedup, poisson=poisson, ramp_from=ramp_from, ramp_s=ramp_s,
                burst_factor=burst_factor, burst_s=burst_s, burst_every=burst_every, count=count, duration=duration, seed=seed,
                loop=loop, concurrency=st.replay_concurrency, log_path=log, summary_path=summary_json, progress=not quiet, late_ms=late_ms)
