@@ -24,7 +24,7 @@ from .openrtb import BidRequest, BidResponse, SeatBid, Bid, BidExt, NS, OpenRtbE
 from .units import cpm_to_cost, cost_to_cpm, to_price_units
 from .featurestore import RedisStore
 from .ab import OVERRIDE_HEADER
-from .bidflow import imp_records, record_features, decide_bids
+from .bidflow import imp_records, record_features, decide_bids, feature_now
 from .state import RouterState, load_arm
 from .run import confine_run
 from .observability import request_id_var, setup_logging
@@ -284,7 +284,7 @@ async def openrtb_bid(request: Request):
     if st.store is not None:
         found = await _lookup(st, keys, deadline)
         if found is None: return _no_bid(st, arm, 'tmax', rid)
-    feats = record_features(records, keys, found, st.prior, art.spec_fields)
+    feats = record_features(records, keys, found, st.prior, art.spec_fields, feature_now(req, s.feature_time), art.spec)
     t2 = time.perf_counter(); ms['features'].observe(t2 - t1)
     # score, within the deadline
     remaining = deadline - t2
