@@ -5,14 +5,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # the install stamp is keyed by pyproject.toml's content (nbdev-export rewrites the file, changing its mtime)
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
-EXTRAS ?= dev,train,stream
+EXTRAS ?= dev,train,stream,docs
 NB_WORKERS ?= 2
 TEST_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # onnxruntime >= 1.32 collects telemetry on Linux unless this is set (rtb_dcn sets it too, before importing onnxruntime)
 export ORT_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test test-slow services sync check-sync bench bench-train bench-serve report-latency venv clean-venv
+.PHONY: demo test test-slow services sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
 
 venv: $(STAMP)
 $(STAMP):
@@ -34,6 +34,12 @@ services: $(STAMP)
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "make: installing redis-server (Debian)" && \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
 	  { echo "make: redis-server not found (the tests start it): install it (apt-get install redis-server / brew install redis) and re-run"; exit 1; }
+	@# chromium, for the docs site's browser test: the system's, else Debian's package when running as root, else the
+	@# test is skipped with one line saying why (Playwright drives it: no browser download)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "make: installing chromium (Debian) for the docs browser test" && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "make: chromium not found: the docs browser test will be skipped (apt-get install chromium)"
 
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
 test: services          ## quick suite: notebooks (nbdev-test) + pytest
@@ -53,6 +59,23 @@ check-sync: sync        ## fail if notebooks were not clean / package or README 
 	  echo "notebooks and library are not in sync (or notebooks not clean): run 'make sync' and commit:"; \
 	  git status --short -- nbs rtb_dcn README.md; exit 1; fi
 	@echo "check-sync: notebooks clean, rtb_dcn/ and README.md in sync"
+
+# The docs site (tools/build_docs.py, mkdocs.yml): notebooks + API reference, the executed runbooks in report/ (a
+# "not yet run" note where the demo has not run one; EXECUTE=1 runs those first), report/benchmarks/, the CLI's
+# --help, README as home -> _docs/ (git-ignored). Offline. `docs-check` drives headless chromium through it.
+docs: $(STAMP)          ## build the docs site -> _docs/ (EXECUTE=1: run missing runbooks first)
+	$(BIN)/python tools/build_docs.py $(if $(EXECUTE),--execute-missing)
+	@echo "docs: open _docs/index.html, or serve it: $(BIN)/python -m http.server -d _docs -b 127.0.0.1 8000"
+
+docs-check: services    ## visit every page of _docs/ in headless chromium; screenshots -> report/docs/
+	$(BIN)/python tools/site_check.py _docs --screenshots report/docs
+
+DOCS_TARGET ?= gh-pages
+docs-publish: docs      ## publish _docs/: DOCS_TARGET=gh-pages (default, pushes origin's gh-pages) or s3://BUCKET/PREFIX
+	$(BIN)/python tools/publish_docs.py $(DOCS_TARGET)
+
+diagram: $(STAMP)       ## render architecture_diagram.mmd -> .svg and .png (offline; the tests fail when they are stale)
+	$(BIN)/python tools/render_diagram.py
 
 # Benchmarks write report/benchmarks/*.json (each records its command and the load average around it): run
 # them on a quiet machine. `bench` takes a few minutes; `bench-train` about 1.5 h (FuxiCTR alone trains ~40 min),
