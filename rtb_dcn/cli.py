@@ -158,3 +158,5 @@ def demo_cli(
             from rtb_dcn.stream import summary_line
             print(f"demo: open-loop {summary_line(json.loads(rs.read_text()))}")
     print(f"demo: {len(done)} runbook(s) executed in {time.time()-t0:.0f}s; report in {os.path.dirname(os.path.dirname(next(iter(done.values()))))}; log in {log_path}")
+    from rtb_dcn.config import repo_root
+    print(f"demo: docs site with these reports: `make docs` -> {repo_root() / '_docs' / 'index.html'}")
