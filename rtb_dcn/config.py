@@ -87,9 +87,11 @@ class Settings(BaseSettings):
     pacing_budget: float | None = None       # spend per campaign per pacing window, in currency units; None: no pacing
     pacing_window_s: float = Field(60.0, gt=0)  # pacing window
     notice_window_s: float = Field(60.0, gt=0)  # a bid awaits its win notice this long, its cost reserved in the pacing budget; then it expires (counted)
+    click_window_s: float = Field(3600.0, gt=0)  # a won imp takes its click (or conversion) this long after its win; later ones are refused (409 expired)
     state: Literal['local', 'redis'] = 'local'  # open bids, win stats, budget reservations: in this process (one worker), or in Redis at redis_url (shared by --workers)
     state_prefix: str = 'rtb:s:'            # redis state: prefix of its keys (one per deployment)
     state_timeout_ms: float = Field(50.0, gt=0)  # redis state: per-call timeout; a bid whose reservation does not answer in time is not made
+    state_fallback: Literal['local', 'nobid'] = 'nobid'  # redis state down: no bids until it answers (nobid), or bid on from an in-process book pacing budget/workers, replayed into Redis when it returns (local)
     reload_poll_s: float = Field(0.5, gt=0)  # how often each worker looks for a reload another worker took (and expires open bids)
     instance_id: str | None = None          # set by `serve` for its workers: names the reload record they share
     shading: Literal['none', 'factor', 'win'] = 'win'  # first-price (at=1) bid shading
