@@ -31,10 +31,10 @@ from .observability import request_id_var, setup_logging
 
 # %% auto #0
 __all__ = ['log', 'TIMED_OUT', 'State', 'NO_BID_HEADER', 'bidding', 'scoring', 'ops', 'admin', 'PredictRequest',
-           'PredictResponse', 'WinNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Overloaded', 'Guard',
-           'next_bid_id', 'header_id', 'deadline_of', 'openrtb_bid', 'LossNotice', 'win_notice', 'loss_notice',
-           'predict', 'healthz', 'readyz', 'metrics', 'admin_token', 'reload', 'create_app', 'app_from_env',
-           'SlowClientGuard', 'server_options']
+           'PredictResponse', 'WinNotice', 'ClickNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Overloaded',
+           'Guard', 'next_bid_id', 'header_id', 'deadline_of', 'openrtb_bid', 'LossNotice', 'win_notice', 'loss_notice',
+           'click_notice', 'predict', 'healthz', 'readyz', 'metrics', 'admin_token', 'reload', 'create_app',
+           'app_from_env', 'SlowClientGuard', 'server_options']
 
 # %% ../nbs/14_router.ipynb #df41b7dc
 log = logging.getLogger('rtb_dcn.router')
@@ -58,13 +58,30 @@ class WinNotice(BaseModel):
     impid: str = '1'
     price: float = Field(ge=0)
 
+class ClickNotice(BaseModel):
+    "A click (or conversion) event on a won imp: the request id, the imp id, `type` click (default) or conversion."
+    model_config = ConfigDict(extra='ignore')
+    id: str = Field(min_length=1)
+    impid: str = '1'
+    type: str = Field('click', pattern='^(click|conversion)$')
+
 class WinStats(BaseModel):
+    "The arm's online numbers after a counted win or click (rtb_dcn.state.online_stats): counts since start, rates (None until defined), currency units."
+    status: str = 'won'
     arm: str
+    campaign: str = 'default'
+    pctr: float | None = None          # the bid's pCTR
     bids: int
     wins: int
-    win_rate: float
+    clicks: int = 0
+    conversions: int = 0
     spend: float
-    ecpm: float
+    win_rate: float | None = None
+    ctr: float | None = None
+    ecpm: float | None = None
+    ecpc: float | None = None
+    mean_pctr: float | None = None     # of the won imps
+    calibration: float | None = None   # mean_pctr / ctr
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra='forbid')
@@ -329,12 +346,12 @@ async def win_notice(win: WinNotice, st: State):
     key = f'{win.id}:{win.impid}'
     try: r = await st.bids.win(key, win.price)
     except Exception as e: return await _unavailable(st, e)
+    if r.status != 'won': st.metrics.child(st.metrics.notices_refused, 'win', r.status).inc()
     if r.status == 'unknown': return _json(404, f"id: no open bid {key!r}; expected the id and impid of a bid this router made")
     if r.status == 'above_bid': return _json(400, f"price: {win.price} is above the bid {r.bid_price}; expected a clearing price <= the bid")
     if r.status != 'won': return _settled(key, r.status)
-    st.metrics.wins.labels(r.arm).inc(); st.metrics.spend.labels(r.arm).inc(cpm_to_cost(win.price))
-    st.log_bid({'ts': time.time(), 'request_id': win.id, 'imp_id': win.impid, 'arm': r.arm, 'status': 'win', 'price_paid': win.price})
-    return WinStats(arm=r.arm, bids=r.bids, wins=r.wins, win_rate=r.wins / max(r.bids, 1), spend=r.spend, ecpm=cost_to_cpm(r.spend / r.wins))
+    st.count_win(r, win.id, win.impid, win.price)     # counters + the bid log's win line (with the bid's pCTR)
+    return WinStats(**_win_stats(r))
 
 @bidding.post('/loss', summary="Loss notice: the bid's budget reservation is released at once",
               responses={404: {'description': 'no bid with this id/impid is known'}, 409: {'description': 'the bid was already won, lost or expired'}})
@@ -345,6 +362,31 @@ async def loss_notice(loss: LossNotice, st: State):
     if status == 'unknown': return _json(404, f"id: no open bid {key!r}; expected the id and impid of a bid this router made")
     if status != 'lost': return _settled(key, status)
     return {'status': 'lost', 'id': key}
+
+def _win_stats(r) -> dict:
+    return {'status': r.status, 'arm': r.arm, 'campaign': r.campaign, 'pctr': r.pctr, **r.stats()}
+
+_CLICK_REFUSED = {  # the bid book's answer -> (HTTP status, body status, what the message says)
+    'not_won': (400, 'not_won', 'has no win notice yet; expected a click after its win (a click before its win is refused)'),
+    'lost': (400, 'lost', 'was lost (a loss notice came); expected a click on a won imp'),
+    'duplicate': (409, 'duplicate', 'already has this event; a duplicate changes nothing'),
+    'expired': (409, 'expired', 'expired unwon: no win notice came within settings.notice_window_s; nothing is counted'),
+    'too_late': (409, 'expired', 'was won more than settings.click_window_s ago; a late event is not counted')}
+
+@bidding.post('/click', response_model=WinStats, summary='Click or conversion on a won imp -> CTR, eCPC, calibration of its arm',
+              responses={400: {'description': 'the bid has no win notice yet, or was lost'}, 404: {'description': 'no bid with this id/impid is known'},
+                         409: {'description': 'a duplicate event (nothing changes), or too late: after click_window_s, or the bid expired unwon'}})
+async def click_notice(click: ClickNotice, st: State):
+    key = f'{click.id}:{click.impid}'
+    try: r = await st.bids.click(key, click.type)
+    except Exception as e: return await _unavailable(st, e)
+    if r.status == click.type:
+        st.count_click(r, click.id, click.impid)      # counters + the bid log's click line
+        return WinStats(**_win_stats(r))
+    st.metrics.child(st.metrics.notices_refused, 'click', r.status).inc()
+    if r.status not in _CLICK_REFUSED: return _json(404, f"id: no won imp {key!r}; expected the id and impid of a bid this router made and won")
+    code, status, what = _CLICK_REFUSED[r.status]
+    return JSONResponse({'error': f"id: imp {key!r} {what}", 'status': status}, status_code=code)
 
 # %% ../nbs/14_router.ipynb #b9190def
 scoring = APIRouter(tags=['scoring'])
@@ -377,7 +419,7 @@ async def readyz(st: State):
         store = {'kind': st.store.name, 'ok': ok, 'errors': getattr(st.store, 'errors', 0)}
     st.metrics.store_degraded.set(0 if store['ok'] else 1)
     ready = all(a.ready for a in st.arms.values())
-    state = {'kind': st.bids.kind, 'ok': await st.bids.ping()}    # the bid book (local: always; redis: PING)
+    state = {'kind': st.bids.kind, 'ok': await st.bids.ping(), **st.bids.describe()}    # the bid book (local: always; redis: PING, down, fallback)
     status = 'not_ready' if not ready else ('ready' if store['ok'] and state['ok'] else 'degraded')
     return JSONResponse({'status': status, 'arms': arms, 'feature_store': store, 'state': state, 'worker': os.getpid()},
                         status_code=200 if ready else 503)
@@ -385,6 +427,8 @@ async def readyz(st: State):
 @ops.get('/metrics', summary='Prometheus metrics')
 async def metrics(st: State):
     if isinstance(st.store, RedisStore): st.metrics.store_degraded.set(1 if st.store.degraded else 0)
+    try: await st.refresh_online_metrics()            # the rtb_online_* / rtb_pacing_* gauges from the bid book
+    except Exception as e: log.warning('online metrics not refreshed: %s: %s', type(e).__name__, str(e)[:200])
     body, ctype = st.metrics.render()
     return Response(body, media_type=ctype)
 
