@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'evaluate':     ('rtb_dcn.evaluate', 'evaluate_cli',    "score a log through a run's ONNX model: auc, logloss, NE, calibration"),
     'viz':          ('rtb_dcn.viz',     'viz_cli',          'embedding projections (UMAP/t-SNE), weight and gradient histograms of a run -> PNG'),
     'auction-replay': ('rtb_dcn.auction', 'auction_replay_cli', 'counterfactual auction replay of bidding strategies under a budget'),
+    'ab-report':    ('rtb_dcn.experiments', 'ab_report_cli', "A/B report of the router's bid log + the exchange's events: per-arm metrics with CIs, tests, SRM, stability"),
     'model-server': ('rtb_dcn.model_server', 'model_server_cli', "serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible)"),
     'serve':        ('rtb_dcn.router',  'serve_cli',        'serve the bidding router: OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload'),
     'feature-store': ('rtb_dcn.featurestore', 'feature_store_cli', 'fill the feature store (in-process JSON or Redis) with per-user/context aggregates'),
@@ -93,7 +94,7 @@ def console_to_log(path):
 
 
 # %% ../nbs/09_cli.ipynb #6d41fd78
-RUNBOOKS = ['data_summary', 'train_report', 'offline_eval', 'serve_report']  # executed in this order (serving, ending with an open-loop replay, last)
+RUNBOOKS = ['data_summary', 'train_report', 'offline_eval', 'experiments', 'serve_report']  # executed in this order (serving, ending with an open-loop replay, last)
 EXTRA_RUNBOOKS = ['latency_throughput']   # run on request (`rtb-dcn demo --only latency_throughput`): servers under load, minutes
 
 def runbook_parameters(name: str, settings, quick: bool) -> dict:
@@ -103,7 +104,7 @@ def runbook_parameters(name: str, settings, quick: bool) -> dict:
     if name == 'train_report': p['ipinyou_rows'] = ipinyou_rows
     run = settings.artifacts_dir / 'demo_ipinyou'   # the iPinYou-shaped model train_report writes
     if name in ('serve_report', 'offline_eval', 'latency_throughput') and (run / 'model.onnx').is_file(): p['run_dir'] = str(run)
-    if name == 'offline_eval': p['synth_rows'] = ipinyou_rows
+    if name in ('offline_eval', 'experiments'): p['synth_rows'] = ipinyou_rows   # experiments reuses offline_eval's synthetic log
     return p
 
 def run_runbooks(names: list[str] | None = None, report_dir=None, seed: int | None = None, quick: bool = False,
