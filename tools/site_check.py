@@ -90,11 +90,14 @@ def check_site(site: Path, screenshots: Path | None = None, query: str = 'Featur
             page.where = 'index.html (search)'
             # search, the way a reader does it: open the search box, type, read the results
             page.goto(base + 'index.html', wait_until='load')
-            page.locator('input.md-search__input').click()
-            page.keyboard.type(query, delay=20)
-            page.wait_for_selector('.md-search-result__item', timeout=15000)
-            out['search'] = [urlsplit(urljoin(base, h)).path.lstrip('/') for h in
-                             page.eval_on_selector_all('.md-search-result__item > a', 'els => els.map(a => a.href)')]
+            try:
+                page.locator('input.md-search__input').click(timeout=10000)
+                page.keyboard.type(query, delay=20)
+                page.wait_for_selector('.md-search-result__item', timeout=15000)
+                out['search'] = [urlsplit(urljoin(base, h)).path.lstrip('/') for h in
+                                 page.eval_on_selector_all('.md-search-result__item > a', 'els => els.map(a => a.href)')]
+            except Exception as e:
+                out['problems'].append(f"search for {query!r}: {type(e).__name__}: {str(e).splitlines()[0]}")
             if screenshots is not None:
                 screenshots = Path(screenshots); screenshots.mkdir(parents=True, exist_ok=True)
                 page.goto(base + 'index.html', wait_until='load')
