@@ -421,14 +421,17 @@ def replay_stream(data, fmt: str, sink=None, mode: str | None = None, qps: float
            progress: bool = True, late_ms: float = 10.0, nrows: int | None = None) -> dict:
     "Replay dataset `data` (format `fmt`) as OpenRTB requests into `sink` (default: HTTP to the local router) on a schedule."
     mode = _replay_mode(data, fmt, mode, qps, count, duration)
+    from rtb_dcn.data import SCHEMAS
+    truth = bool(getattr(sink, 'needs_truth', False))
+    if truth and 'market_price' not in dict(SCHEMAS[fmt].prices):
+        raise RtbError(f"exchange: a {fmt} log has no market prices; expected an iPinYou-like log (market price of every auction) for --exchange")
     shape = rate_shape(mode, qps, ramp_from, ramp_s, duration, burst_factor, burst_s, burst_every)
     if seed is None: seed = load_settings().seed
     poisson = poisson or mode == 'poisson'
     if shape is not None and loop and count is None and duration is None:
         raise RtbError("count/duration: both missing with --loop; expected --count N or --duration S to end the replay")
     total = _planned_requests(shape, count, duration, poisson)
-    pairs = _replay_pairs(data, fmt, shape, speedup, count, duration, poisson, seed, loop, nrows, total,
-                          truth=bool(getattr(sink, 'needs_truth', False)))
+    pairs = _replay_pairs(data, fmt, shape, speedup, count, duration, poisson, seed, loop, nrows, total, truth=truth)
     sink = sink if sink is not None else HttpSink('http://127.0.0.1:8080/openrtb2/bid', concurrency=concurrency)
     async def main():
         await sink.open()

@@ -81,6 +81,26 @@ def test_bad_input_is_one_line_exit_2(runs, tmp_path):
     assert r.returncode == 2 and "timestamp: row 1 has none" in r.stderr, r.stderr
 
 
+def test_exchange_bad_input_is_one_line_exit_2(router, runs, samples, tmp_path):
+    "--exchange: an unknown auction, a sink other than http, its options without it, a log without market prices."
+    port, url = free_port(), router.url + "/openrtb2/bid"
+    lines = runs["data"].read_text().splitlines()[:3]
+    cols = lines[1].split("\t"); cols[23] = ""                     # row 2 without its payprice (market price)
+    bad = tmp_path / "bad.txt"; bad.write_text("\n".join([lines[0], "\t".join(cols), lines[2]]) + "\n")
+    cases = [(["--data", runs["data"], "--format", "ipinyou", "--exchange", "vickrey", "--target", url], "exchange: 'vickrey' is not an auction"),
+             (["--data", runs["data"], "--format", "ipinyou", "--exchange", "second-price", "--sink", "file", "--out", tmp_path / "o.jsonl"],
+              "exchange: needs --sink http"),
+             (["--data", runs["data"], "--format", "ipinyou", "--events", tmp_path / "e.jsonl", "--target", url], "events: only with --exchange"),
+             (["--data", runs["data"], "--format", "ipinyou", "--budget", 5, "--target", url], "budget: only with --exchange"),
+             (["--data", samples / "avazu" / "avazu_sample.txt", "--format", "avazu", "--exchange", "second-price",
+               "--target", f"http://127.0.0.1:{port}/openrtb2/bid"], "exchange: a avazu log has no market prices"),
+             (["--data", bad, "--format", "ipinyou", "--exchange", "first-price", "--target", url], "market_price: row 2 of bad.txt has none")]
+    for args, msg in cases:
+        r = replay(*args, "--qps", 100, "--count", 3, "--quiet")
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
 def test_server_errors_are_counted_and_the_replay_goes_on(runs, tmp_path):
     "A target that answers 503 and then dies: every request is accounted for, by kind."
     from rtb_dcn.model_server import ServerThread
