@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     chunk_rows: int = Field(200_000, gt=0)   # rows per chunk when streaming large files
     on_bad_lines: Literal['error', 'skip'] = 'error'  # malformed rows: stop, or skip and count
     log_level: Literal['DEBUG', 'INFO', 'WARNING', 'ERROR'] = 'INFO'
+    otel: bool = False                       # FastAPI's native OpenTelemetry (spans/metrics when a provider is configured); off: its per-request check costs ~10 us
     # --- serving (`rtb-dcn serve`, rtb_dcn.router) ---
     run_dir: Path | None = None              # run folder the default arm serves (artifacts/<run>)
     host: str = '127.0.0.1'                  # address the router listens on

@@ -484,6 +484,12 @@ async def reload(request: Request, st: State):
     return {'status': 'reloaded', 'arms': {n: {'run': str(a.run_dir), 'model_version': a.version} for n, a in new.items()}}
 
 # %% ../nbs/14_router.ipynb #c92e5d35
+def _otel_option(on: bool) -> dict:
+    "FastAPI's `telemetry` argument (0.165+: native OpenTelemetry, checked on every request) switched off unless `on`; {} before 0.165."
+    import inspect
+    if on or 'telemetry' not in inspect.signature(FastAPI.__init__).parameters: return {}
+    return {'telemetry': {'tracing': False, 'metrics': False, 'logs': False}}
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     "The router app; loads the arms' models, the feature store and the A/B config from `settings`."
     from contextlib import asynccontextmanager
@@ -506,7 +512,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         background.cancel()
         await st.aclose()
-    app = FastAPI(title='rtb_dcn router', version=__version__, lifespan=lifespan,
+    app = FastAPI(title='rtb_dcn router', version=__version__, lifespan=lifespan, **_otel_option(s.otel),
                   description='OpenRTB 2.6 bidder around a DCN CTR model: A/B arms, feature store, micro-batched scoring.')
     app.state.rt = st
     for r in (bidding, scoring, ops, admin): app.include_router(r)
