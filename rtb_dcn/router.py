@@ -614,6 +614,7 @@ def serve_cli(
     admin_token_file: str = None,  # a file whose first line is the admin token (e.g. a mounted secret)
     bid_log: str = None,        # JSONL bid log path ('off': no bid log)
     micro_batching: str = None, # on | off
+    score_inline_rows: int = None,  # onnx: score requests of at most this many imps on the event loop (0: always in a worker thread)
     profile: str = None,        # settings profile: dev, staging or prod
 ):
     "Serve the bidding router (OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload) with uvicorn."
@@ -626,7 +627,7 @@ def serve_cli(
                 feature_store=feature_store, feature_store_path=abs_(features), redis_url=redis_url, ab_config=abs_(ab_config),
                 admin_token=admin_token, admin_token_file=abs_(admin_token_file), bid_log=None if bid_log is None else '' if bid_log.strip().lower() in ('', 'off', 'none') else str(Path(bid_log).expanduser().resolve()),
                 micro_batching=None if micro_batching is None else micro_batching == 'on', per_worker_state=per_worker_state or None,
-                state=state)
+                state=state, score_inline_rows=score_inline_rows)
     s = load_settings(profile=profile, **over)          # validate here: one-line errors before uvicorn starts
     if s.workers > 1 and not s.per_worker_state and s.state != 'redis':
         raise RtbError(f"workers: {s.workers} would keep open bids, win stats and pacing budgets per process; "

@@ -38,6 +38,7 @@ class ArmRuntime:
     version: str
     ready: bool = True
     error: str | None = None
+    inline_rows: int = 0               # requests of at most this many rows are scored on the event loop (no thread hop)
     @property
     def name(self) -> str: return self.arm.name
     @property
@@ -47,6 +48,9 @@ class ArmRuntime:
         return (await self.score_covered(records))[0]
     async def score_covered(self, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         "(pCTR, feature coverage) of raw records: one encode, the coverage from its ids (rtb_dcn.bidflow.feature_coverage)."
+        if len(records) <= self.inline_rows:    # on the event loop: no hand-off to a thread, no wake-up of the loop after it
+            ids, dense = self.spec.encode_records(records)
+            return np.asarray(self.scorer.score(ids, dense), np.float32).reshape(-1), feature_coverage(ids)
         if self.batcher is not None:
             ids, dense = self.spec.encode_records(records)
             return await self.batcher.score(ids, dense), feature_coverage(ids)
@@ -98,7 +102,8 @@ def load_arm(arm: Arm, s: Settings, run: Path | str | None = None, check: bool =
         ready, error = False, f'{type(e).__name__}: {str(e)[:200]}'
     batcher = MicroBatcher(scorer, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms) if s.micro_batching else None
     version = str(spec.extra.get('model_version') or run_dir.name)
-    return ArmRuntime(arm, run_dir, spec, scorer, batcher, strategy, version, ready, error)
+    inline = s.score_inline_rows if s.scorer == 'onnx' else 0   # remote scorers wait on the network: never on the loop
+    return ArmRuntime(arm, run_dir, spec, scorer, batcher, strategy, version, ready, error, inline)
 
 # %% ../nbs/14b_state.ipynb #895cd172
 log = logging.getLogger('rtb_dcn.state')
