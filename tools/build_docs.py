@@ -112,7 +112,7 @@ def api_reference(code: str, public: list[str] | None = None) -> str:
     md = '\n\n'.join(parts)
     return f'<div class="api-ref" markdown="1">\n\n{md}\n\n</div>' if md else ''
 
-def rewrite_links(md: str, page: Path, stage: Path, nb_pages: dict[str, str]) -> str:
+def rewrite_links(md: str, page: Path, stage: Path, nb_pages: dict[str, str], files=()) -> str:
     "Point links at site pages (`X.ipynb` -> its page); a relative link to a file outside the site becomes code text."
     def fix(m):
         bang, text, target = m.group(1), m.group(2), m.group(3)
@@ -122,13 +122,15 @@ def rewrite_links(md: str, page: Path, stage: Path, nb_pages: dict[str, str]) ->
         if name.endswith('.ipynb') and name[:-6] in nb_pages:
             dst = stage / nb_pages[name[:-6]]
             return f"{bang}[{text}]({os.path.relpath(dst, page.parent)}{'#' + frag if frag else ''})"
-        if (page.parent / path).exists(): return m.group(0)
+        if path in files or (page.parent / path).exists(): return m.group(0)
         if (stage / path).exists(): return f"{bang}[{text}]({os.path.relpath(stage / path, page.parent)}{'#' + frag if frag else ''})"
         return f'{text} (`{target}`)' if not bang else f'`{target}`'
     return re.sub(r'(!?)\[([^\]\n]*)\]\(([^)\s]+)\)', fix, md)
 
-def notebook_markdown(nb_path: Path, page: Path, with_outputs: bool, with_api: bool = False, note: str = '') -> tuple[str, dict]:
-    "A notebook as one Markdown page (+ its output images): prose, code, outputs, API reference after export cells."
+def notebook_markdown(nb_path: Path, page: Path, with_outputs: bool, with_api: bool = False, note: str = '',
+                      figures_dir: Path | None = None) -> tuple[str, dict]:
+    """A notebook as one Markdown page (+ its output images): prose, code, outputs, API reference after export cells;
+    with `figures_dir`, the PNG each cell saves there (a runbook's figures) right after that cell."""
     import nbformat
     nb = nbformat.read(nb_path, as_version=4)
     files, parts, stem = {}, [], page.stem
@@ -150,6 +152,10 @@ def notebook_markdown(nb_path: Path, page: Path, with_outputs: bool, with_api: b
         if with_outputs and 'hide_output' not in d and d.get('output') != 'false':
             for o in c.get('outputs', []):
                 if (r := render_output(o, files, stem)): parts.append(r)
+        if figures_dir is not None:   # a runbook saves its figures (`fig.savefig(out / 'x.png')`): show each where it is made
+            for m in re.finditer(r'savefig\(\s*\w+\s*/\s*[\'"]([\w.-]+\.(?:png|svg|jpg))[\'"]', code):
+                if (f := Path(figures_dir) / m.group(1)).is_file() and f'{stem}_{f.name}' not in files:
+                    files[f'{stem}_{f.name}'] = f.read_bytes(); parts.append(f'![{f.stem}]({stem}_{f.name})')
         if with_api and ('export' in d or 'exports' in d) and (ref := api_reference(code)):
             parts.append(ref)
     if not parts or not parts[0].lstrip().startswith('# '): parts.insert(0, f'# {nb_path.stem}')
@@ -179,7 +185,7 @@ def stage_notebooks(stage: Path, nb_paths: list[Path], with_api: bool) -> list[t
     for nb in nb_paths:
         try:
             md, files = notebook_markdown(nb, stage / pages[nb.stem], with_outputs=True, with_api=with_api)
-            md = rewrite_links(md, stage / pages[nb.stem], stage, pages)
+            md = rewrite_links(md, stage / pages[nb.stem], stage, pages, files)
         except Exception as e:
             raise DocsError(f"docs: notebook {_rel(nb)} failed to render: {type(e).__name__}: {e}") from e
         write_page(stage, pages[nb.stem], md, files)
@@ -197,12 +203,16 @@ def stage_runbooks(stage: Path, report_dir: Path, nb_pages: dict) -> list[tuple[
                 when = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(executed.stat().st_mtime))
                 note = (f'!!! info "Executed report"\n    Executed by `rtb-dcn demo` on {when}; '
                         f'figures and tables below are its outputs (`report/{name}/`).')
-                md, files = notebook_markdown(executed, stage / page, with_outputs=True, note=note)
+                md, files = notebook_markdown(executed, stage / page, with_outputs=True, note=note, figures_dir=executed.parent)
             else:
                 note = (f'!!! warning "Not yet run"\n    This runbook has no executed copy in `report/{name}/`: the code is shown '
                         f'without results. Run `rtb-dcn demo --only {name}` (or `make docs EXECUTE=1`), then `make docs`.')
-                md, files = notebook_markdown(src, stage / page, with_outputs=False, note=note)
-            md = rewrite_links(md, stage / page, stage, nb_pages)
+                figs = report_dir / name
+                if any(figs.glob('*.png')):
+                    note += (f'\n    The figures shown are the files an earlier run left in `report/{name}/` '
+                             f'(from {time.strftime("%Y-%m-%d", time.gmtime(max(p.stat().st_mtime for p in figs.glob("*.png"))))}).')
+                md, files = notebook_markdown(src, stage / page, with_outputs=False, note=note, figures_dir=figs)
+            md = rewrite_links(md, stage / page, stage, nb_pages, files)
         except Exception as e:
             raise DocsError(f"docs: runbook {name} failed to render: {type(e).__name__}: {e}") from e
         write_page(stage, page, md, files)

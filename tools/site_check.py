@@ -100,8 +100,10 @@ def check_site(site: Path, screenshots: Path | None = None, query: str = 'Featur
                 out['problems'].append(f"search for {query!r}: {type(e).__name__}: {str(e).splitlines()[0]}")
             if screenshots is not None:
                 screenshots = Path(screenshots); screenshots.mkdir(parents=True, exist_ok=True)
+                page.set_viewport_size({'width': 1280, 'height': 1440})   # the home page down to the architecture diagram
                 page.goto(base + 'index.html', wait_until='load')
                 page.screenshot(path=str(p := screenshots / 'home.png')); out['screenshots'].append(p)
+                page.set_viewport_size({'width': 1280, 'height': 860})
                 page.goto(base + report_page, wait_until='load')
                 # the first figure, with the heading above it in view
                 page.evaluate("(() => { const i = document.querySelector('.md-content img'); if (i) { i.scrollIntoView(); window.scrollBy(0, -160); } })()")
