@@ -268,11 +268,15 @@ def row_to_bid_request(row: Mapping[str, Any], fmt: str, imp_id: str = '1') -> d
     return _prune(req)
 
 # %% ../nbs/11_openrtb.ipynb #2ff12dee
+_IS_MAPPING: dict[type, bool] = {dict: True}   # per type: isinstance(x, Mapping) goes through the ABC machinery (~0.3 us a call)
+
 def _get(obj, *path):
     "Nested attribute/key lookup on pydantic models and dicts; None when any step is missing."
     for p in path:
         if obj is None: return None
-        obj = obj.get(p) if isinstance(obj, Mapping) else getattr(obj, p, None)
+        m = _IS_MAPPING.get(t := type(obj))
+        if m is None: m = _IS_MAPPING[t] = isinstance(obj, Mapping)
+        obj = obj.get(p) if m else getattr(obj, p, None)
     return obj
 
 def _s(v) -> str | None: return None if v is None else str(v)
