@@ -18,9 +18,14 @@ shown. Gain = relative test logloss reduction (without - with) / without, per se
 seeds and a 95% interval from a paired bootstrap of the test rows clustered by user (Poisson weights per user;
 rows of one user move together), over the seed-mean gain.
 Writes report/benchmarks/store_features.json and store_features.md; prints progress and a one-line summary.
+
+Diagnostic, not the product: --standardise-dense z-scores every dense input of both arms with means and standard
+deviations of the train rows (after FeatureSpec's clip + log1p), by wrapping FeatureSpec.fit/encode in this process
+only; it writes store_features_standardised.{json,md}. It tells whether a loss is the features' content or the scale
+at which they reach the network (recency in seconds and counts reach it as log1p values up to ~15, CTRs as ~0.05).
 Runs go to data/bench/runs/store_features/<log>_<arm>_s<seed>/.
 """
-import argparse, json, sys, time
+import argparse, contextlib, json, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,6 +82,25 @@ def train_recorded(cfg, data: Path, run: Path) -> tuple[dict, pd.DataFrame]:
     ll = T.ctr_metrics(df.label, df.pctr)['logloss']
     if abs(ll - m['logloss']) > 1e-6: raise SystemExit(f"recorded test logloss {ll:.6f} != metrics.json {m['logloss']:.6f}")
     return m, df
+
+@contextlib.contextmanager
+def standardised_dense():
+    "Within the block, FeatureSpec.encode z-scores the dense inputs with the train rows' mean/sd (computed when the spec is fitted)."
+    from rtb_dcn.features import FeatureSpec
+    fit0, enc0 = FeatureSpec.fit.__func__, FeatureSpec.encode
+    def fit(cls, data, *args, **kw):
+        chunks = [data] if isinstance(data, pd.DataFrame) else list(data)
+        spec = fit0(cls, iter(chunks), *args, **kw)
+        d = np.concatenate([enc0(spec, c)[1] for c in chunks if len(c)]).astype(np.float64)
+        spec.__dict__['_z'] = (d.mean(0), d.std(0) + 1e-6)
+        return spec
+    def encode(self, df, strict=True):
+        ids, dense = enc0(self, df, strict)
+        mu, sd = self.__dict__['_z']
+        return ids, ((dense - mu) / sd).astype(np.float32)
+    FeatureSpec.fit, FeatureSpec.encode = classmethod(fit), encode
+    try: yield
+    finally: FeatureSpec.fit, FeatureSpec.encode = classmethod(fit0), enc0
 
 def weighted_logloss(y, p, w, eps=1e-7):
     "Logloss of each weight vector (rows of `w`)."
@@ -182,9 +206,16 @@ def markdown(res: dict) -> str:
          f"{res['user_zipf']}: repeat visitors), the same rows with and without a planted per-user logit offset; "
          f"experiment `{res['experiment']}` of `{res['config_file']}`, time-ordered split, test = last third; "
          f"training seeds {', '.join(map(str, res['seeds']))}. Gain = relative test logloss reduction with store features; "
-         f"95% interval from a bootstrap of test rows clustered by user ({res['boot']} replicates) over the seed-mean gain.", '',
+         f"95% interval from a bootstrap of test rows clustered by user ({res['boot']} replicates) over the seed-mean gain "
+         f"(test-row sampling only; the seed sd is the training noise).", '',
          f"Command: `{res['command']}`", '']
     if res.get('missing'): L += [f"**Not measured:** {res['missing']}", '']
+    if res.get('standardised_dense'):
+        L += ["**Diagnostic, not the product:** every dense input of both arms z-scored with the train rows' mean/sd "
+              "(FeatureSpec wrapped in the benchmark process); the product's encoder is measured in store_features.md.", '']
+    elif res['verdicts']:
+        L += ['Verdicts: ' + '; '.join(f"{k}: {', '.join(f'{n} = {v}' for n, v in d.items())}" for k, d in res['verdicts'].items())
+              + ". A diagnostic run (`--standardise-dense`: dense inputs z-scored on the train rows) writes store_features_standardised.md.", '']
     L += ['| log | user effect σ | arm | test logloss (mean ± sd) | test AUC (mean ± sd) |', '|---|---|---|---|---|']
     for r in res['logs']:
         for arm in ARMS:
@@ -201,9 +232,9 @@ def markdown(res: dict) -> str:
     for r in res['logs']:
         g = r.get('gain')
         if not g: continue
-        v, share = res['verdicts'].get(r['log'], {}), g['share_of_gap_to_oracle_closed']
+        v, share, sd_ = res['verdicts'].get(r['log'], {}), g['share_of_gap_to_oracle_closed'], g['gain_rel_seed_sd']
         L.append(f"| {r['log']} | {', '.join(pct(x) for x in g['gain_rel_per_seed'])} | {pct(g['gain_rel_mean'])} | "
-                 f"{pct(g['gain_rel_seed_sd']) if g['gain_rel_seed_sd'] is not None else ''} | "
+                 f"{'' if sd_ is None else f'{100 * sd_:.2f}%'} | "
                  f"[{pct(g['gain_rel_ci95'][0])}, {pct(g['gain_rel_ci95'][1])}] | {g['auc_diff_mean']:+.4f} | "
                  f"{'' if share is None else f'{share:.0%}'} | "
                  f"{', '.join(f'{k}: {x}' for k, x in v.items())} |")
@@ -224,8 +255,11 @@ def main():
     ap.add_argument('--epochs', type=int, default=4, help='maximum epochs (early stopping on validation logloss)')
     ap.add_argument('--boot', type=int, default=500, help='bootstrap replicates')
     ap.add_argument('--arms', default='without,with', help="arms to train: without,with (only 'without' checks the plumbing)")
-    ap.add_argument('--name', default='store_features', help='output name under report/benchmarks/')
+    ap.add_argument('--name', default=None, help='output name under report/benchmarks/ (default: store_features, '
+                    'or store_features_standardised with --standardise-dense)')
+    ap.add_argument('--standardise-dense', action='store_true', help='diagnostic: z-score the dense inputs of both arms (train mean/sd)')
     a = ap.parse_args()
+    a.name = a.name or ('store_features_standardised' if a.standardise_dense else 'store_features')
     t0 = time.time()
     from rtb_dcn.train import load_experiment, TrainConfig
     seeds = [int(s) for s in a.seeds.split(',') if s]
@@ -241,11 +275,13 @@ def main():
     logs = [('user_effect', a.user_effect), ('no_user_effect', 0.0)]
     res_logs = []
     for i, (name, eff) in enumerate(logs):
-        log(f"[{i + 1}/{len(logs)}] log {name} (σ = {eff:g}), arms {', '.join(arms)}, seeds {', '.join(map(str, seeds))}")
-        res_logs.append(run_log(name, eff, a, cfg0, seeds, arms))
+        log(f"[{i + 1}/{len(logs)}] log {name} (σ = {eff:g}), arms {', '.join(arms)}, seeds {', '.join(map(str, seeds))}"
+            + (', dense inputs standardised (diagnostic)' if a.standardise_dense else ''))
+        with standardised_dense() if a.standardise_dense else contextlib.nullcontext():
+            res_logs.append(run_log(name + ('_std' if a.standardise_dense else ''), eff, a, cfg0, seeds, arms))
     res = dict(command=command(), config_file=rel(a.config), experiment=a.experiment, config=cfg0.flat(), rows=a.rows,
                data_seed=DATA_SEED, base_ctr=a.base_ctr, users=a.users, user_zipf=a.user_zipf, seeds=seeds, boot=a.boot,
-               arms=list(arms), missing=missing, logs=res_logs, machine=machine(), seconds=time.time() - t0)
+               arms=list(arms), missing=missing, standardised_dense=a.standardise_dense, logs=res_logs, machine=machine(), seconds=time.time() - t0)
     res['verdicts'] = verdicts(res)
     dump_json(OUT / f'{a.name}.json', res)
     (OUT / f'{a.name}.md').write_text(markdown(res))
