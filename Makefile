@@ -62,9 +62,11 @@ check-sync: sync        ## fail if notebooks were not clean / package or README 
 
 # The docs site (tools/build_docs.py, mkdocs.yml): notebooks + API reference, the executed runbooks in report/ (a
 # "not yet run" note where the demo has not run one; EXECUTE=1 runs those first), report/benchmarks/, the CLI's
-# --help, README as home -> _docs/ (git-ignored). Offline. `docs-check` drives headless chromium through it.
-docs: $(STAMP)          ## build the docs site -> _docs/ (EXECUTE=1: run missing runbooks first)
-	$(BIN)/python tools/build_docs.py $(if $(EXECUTE),--execute-missing)
+# --help, README as home -> _docs/ (git-ignored). Offline, ~15 s. The notebooks are stored without outputs: their
+# pages show prose, code and API reference, plus the examples' outputs once NB_OUTPUTS=1 has run them (as nbdev-test
+# does; ~10-25 s a notebook, cached in _proc/executed/ by content). `docs-check` drives headless chromium through it.
+docs: $(STAMP)          ## build the docs site -> _docs/ (EXECUTE=1: run missing runbooks first; NB_OUTPUTS=1: run the notebooks for their outputs, cached)
+	$(BIN)/python tools/build_docs.py $(if $(EXECUTE),--execute-missing) $(if $(NB_OUTPUTS),--execute-nbs)
 	@echo "docs: open _docs/index.html, or serve it: $(BIN)/python -m http.server -d _docs -b 127.0.0.1 8000"
 
 docs-check: services    ## visit every page of _docs/ in headless chromium; screenshots -> report/docs/

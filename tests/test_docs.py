@@ -82,3 +82,16 @@ def test_publish_to_s3_on_moto(moto_url, tmp_path):
     assert keys == {'site/index.html', 'site/nbs/02_features.html', 'site/diagram.svg'}
     assert s3.head_object(Bucket='rtb-docs', Key='site/index.html')['ContentType'] == 'text/html'
     assert s3.head_object(Bucket='rtb-docs', Key='site/diagram.svg')['ContentType'] == 'image/svg+xml'
+
+def test_executed_notebook_keeps_outputs_and_skips_flagged_cells(tmp_path):
+    "`make docs NB_OUTPUTS=1`: a notebook runs as nbdev-test runs it (flagged cells skipped) and its outputs reach the page."
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# Tiny'),
+                                         nbformat.v4.new_code_cell('print(6 * 7)'),
+                                         nbformat.v4.new_code_cell('#| redis\nprint("needs redis")')])
+    src = tmp_path / 'tiny.ipynb'; nbformat.write(nb, src)
+    cache = tmp_path / 'executed'
+    assert set(build_docs.execute_notebooks([src], workers=1, cache=cache)) == {'tiny.ipynb'}
+    md, _ = build_docs.notebook_markdown(build_docs.executed_copy(src, cache), tmp_path / 'tiny.md', with_outputs=True)
+    assert '```text\n42\n```' in md and 'needs redis' in md and md.count('```text') == 1
+    assert build_docs.execute_notebooks([src], workers=1, cache=cache) == {}   # cached by content: not run again

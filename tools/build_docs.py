@@ -15,7 +15,7 @@ Pages are staged as Markdown in `_proc/docs/` (git-ignored), then `mkdocs build`
 A notebook that fails to render stops the build with its name; so does a broken internal link (mkdocs strict).
 """
 from __future__ import annotations
-import argparse, ast, base64, html, json, os, re, shutil, sys, textwrap, time, warnings
+import argparse, ast, base64, hashlib, html, json, os, re, shutil, sys, textwrap, time, warnings
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
@@ -161,6 +161,49 @@ def notebook_markdown(nb_path: Path, page: Path, with_outputs: bool, with_api: b
     if not parts or not parts[0].lstrip().startswith('# '): parts.insert(0, f'# {nb_path.stem}')
     return '\n\n'.join(p for p in parts if p) + '\n', files
 
+EXEC_CACHE = root / '_proc' / 'executed'
+
+def executed_copy(nb_path: Path, cache: Path = EXEC_CACHE) -> Path:
+    "Where the executed copy of this exact notebook content is cached (it may not exist yet)."
+    return cache / f"{nb_path.stem}-{hashlib.sha1(nb_path.read_bytes()).hexdigest()[:12]}.ipynb"
+
+def _execute(nb_path: str, dst: str) -> float:
+    "Run one notebook as `nbdev-test` does (flagged cells skipped, in nbs/), keeping the outputs in `dst`; seconds."
+    from fastcore.nbio import write_nb
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.config import get_config
+    from nbdev.process import NBProcessor
+    from nbdev.test import _skip_cell
+    t0, nb_path = time.time(), Path(nb_path)
+    os.environ['IN_TEST'] = '1'
+    nb = NBProcessor(nb_path, rm_directives=False, process=True).nb
+    shell = CaptureShell(nb_path)
+    with working_directory(root / 'nbs'):   # where nbdev-test runs every notebook
+        shell.run_all(nb, exc_stop=True, preproc=_skip_cell(nb, list(get_config().tst_flags)), cell_timeout=900)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    write_nb(nb, dst)
+    return time.time() - t0
+
+def execute_notebooks(nb_paths: list[Path], workers: int = 2, cache: Path = EXEC_CACHE) -> dict:
+    """Execute the notebooks whose current content has no cached executed copy, `workers` at a time, each in a fresh
+    process; {notebook name: seconds}. A notebook that fails stops the build with its name."""
+    import concurrent.futures as cf, multiprocessing as mp
+    todo = [p for p in nb_paths if not executed_copy(p, cache).is_file()]
+    done = {}
+    if not todo: return done
+    print(f"docs: executing {len(todo)} notebook(s), {workers} at a time (cached in {_rel(cache)}/)", flush=True)
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
+        futs = {ex.submit(_execute, str(p), str(executed_copy(p, cache))): p for p in todo}
+        for f in cf.as_completed(futs):
+            p = futs[f]
+            try: done[p.name] = f.result()
+            except Exception as e:
+                for g in futs: g.cancel()
+                raise DocsError(f"docs: notebook {_rel(p)} failed to execute: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+            print(f"docs: executed {p.name} in {done[p.name]:.0f}s", flush=True)
+    return done
+
 def nb_title(nb_path: Path) -> str:
     import nbformat
     for c in nbformat.read(nb_path, as_version=4).cells:
@@ -184,7 +227,11 @@ def stage_notebooks(stage: Path, nb_paths: list[Path], with_api: bool) -> list[t
     out, pages = [], {p.stem: f'nbs/{p.stem}.md' for p in nb_paths}
     for nb in nb_paths:
         try:
-            md, files = notebook_markdown(nb, stage / pages[nb.stem], with_outputs=True, with_api=with_api)
+            ex = executed_copy(nb)
+            note = (f'!!! info "Outputs"\n    The outputs below come from running this notebook as `nbdev-test` does (cells flagged '
+                    f'slow, redis or aws skipped) on {time.strftime("%Y-%m-%d", time.gmtime(ex.stat().st_mtime))}.'
+                    if ex.is_file() else '')
+            md, files = notebook_markdown(ex if ex.is_file() else nb, stage / pages[nb.stem], with_outputs=True, with_api=with_api, note=note)
             md = rewrite_links(md, stage / pages[nb.stem], stage, pages, files)
         except Exception as e:
             raise DocsError(f"docs: notebook {_rel(nb)} failed to render: {type(e).__name__}: {e}") from e
@@ -283,7 +330,7 @@ def stage_home(stage: Path, nb_pages: dict):
     write_page(stage, 'index.md', rewrite_links(md, stage / 'index.md', stage, nb_pages))
 
 def build(site_dir: Path = None, stage: Path = None, report_dir: Path = None, notebooks: list[str] | None = None,
-          with_api: bool = True, strict: bool = True, execute_missing: bool = False) -> Path:
+          with_api: bool = True, strict: bool = True, execute_missing: bool = False, execute_nbs: bool = False) -> Path:
     "Stage every page and run `mkdocs build`; returns the site folder."
     from mkdocs.config import load_config
     from mkdocs.commands.build import build as mkdocs_build
@@ -300,6 +347,7 @@ def build(site_dir: Path = None, stage: Path = None, report_dir: Path = None, no
     shutil.copytree(root / 'docs', stage, dirs_exist_ok=True)
     nb_paths = sorted(p for p in (root / 'nbs').glob('*.ipynb') if not p.name.startswith('_') and p.name != 'index.ipynb')
     if notebooks is not None: nb_paths = [p for p in nb_paths if p.stem in notebooks]
+    if execute_nbs: execute_notebooks(nb_paths)
     nb_pages = {p.stem: f'nbs/{p.stem}.md' for p in nb_paths}
     stage_home(stage, nb_pages)
     with warnings.catch_warnings():
@@ -344,7 +392,9 @@ if __name__ == '__main__':
     ap.add_argument('--site-dir', default=None, help='where the site goes (default: _docs/)')
     ap.add_argument('--report-dir', default=None, help='executed runbooks and benchmarks (default: report/)')
     ap.add_argument('--execute-missing', action='store_true', help='run runbooks with no executed copy first (minutes)')
-    ap.add_argument('--no-api', action='store_true', help='skip the API reference (no module imports)')
+    ap.add_argument('--execute-nbs', action='store_true', help="run the notebooks whose executed copy is not cached yet "
+                    "(_proc/executed/, keyed by content) so their pages show the examples' outputs (minutes)")
+    ap.add_argument('--no-api', action='store_true', help='skip the API reference')
     a = ap.parse_args()
-    try: build(a.site_dir, report_dir=a.report_dir, with_api=not a.no_api, execute_missing=a.execute_missing)
+    try: build(a.site_dir, report_dir=a.report_dir, with_api=not a.no_api, execute_missing=a.execute_missing, execute_nbs=a.execute_nbs)
     except DocsError as e: sys.exit(str(e))
