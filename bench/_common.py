@@ -57,6 +57,21 @@ def machine() -> dict:
                 started=_START[0], load_avg_at_start=_START[1], finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
                 load_avg_at_end=os.getloadavg()[0])
 
+def calibration() -> dict:
+    "How fast this machine is, so absolute numbers can be compared across machines: float32 matmul GFLOP/s (numpy,\n"
+    "n=1024, best of 5) and a pure-Python loop (ns per iteration of `for i in range(n): x += i`, best of 5)."
+    import numpy as np
+    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32); a @ a
+    mm = []
+    for _ in range(5):
+        t = time.perf_counter(); a @ a; mm.append(2 * 1024 ** 3 / (time.perf_counter() - t) / 1e9)
+    def loop(n=2_000_000):
+        x, t = 0, time.perf_counter()
+        for i in range(n): x += i
+        return (time.perf_counter() - t) / n * 1e9
+    return {'matmul_f32_gflops': round(max(mm), 1), 'python_loop_ns': round(min(loop() for _ in range(5)), 2)}
+
+
 def repo_relative(obj):
     "`obj` with every string path under the repository root made relative to it (reports carry no machine paths)."
     root = str(ROOT) + os.sep

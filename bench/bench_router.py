@@ -1,7 +1,13 @@
 """Router latency/throughput benchmark -> report/latency_throughput/router.json (+ router_steps.csv, router.png).
 
     .venv/bin/python bench/bench_router.py                 # the full run (~5-8 minutes on 2 cores)
-    .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only ort,bare   # a smoke run
+    .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only bare,ort,inline,redis   # a smoke run
+
+Each router variant (VARIANTS: ORT with micro-batching, ORT on the event loop, state in Redis; 1 and 2 workers) is
+ramped next to a bare FastAPI endpoint with the same number of workers IN THE SAME RUN, and reported as ratios to it
+(capacity at client p99 <= 10 ms, server CPU per request), with the machine's float32 matmul and Python loop speed
+(`machine.calibration`) next to the absolute numbers. Each variant is then run again at half of its capacity to
+measure the share of requests over 10 ms server-side.
 
 Every server is a real subprocess on a free 127.0.0.1 port (`rtb-dcn serve ...`, `rtb-dcn model-server ...`, and a
 bare FastAPI JSON endpoint served by uvicorn the same way; all started and stopped by rtb_dcn.servers), one at a time.
@@ -20,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from rtb_dcn.config import RtbError
 from rtb_dcn.run import Run
-from rtb_dcn.servers import Server, router_server, model_server, bare_server   # subprocesses on 127.0.0.1, health-checked
+from rtb_dcn.servers import Server, router_server, model_server, bare_server, redis_server   # subprocesses on 127.0.0.1, health-checked
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import dump_json, small_ipinyou_run   # JSON with repository-relative paths; the fallback run
+from _common import dump_json, small_ipinyou_run, calibration   # JSON with repository-relative paths; the fallback run
 OUT = Path(os.environ.get('RTB_BENCH_OUT', ROOT / 'report' / 'latency_throughput'))
 P99_GOAL_S = 0.010
 
@@ -195,7 +201,12 @@ def run_step(srv: Server, bodies, *, qps=None, concurrency=None, duration=5.0, m
     if nb: d['no_bid_reasons'] = nb
     d['late_tmax'] = nb.get('tmax', 0)
     d['server_errors_counted'] = int(after['errors'] - before['errors'])
-    d['server_cpu_pct'] = round(100 * (srv.cpu_s() + sum(p.cpu_s() for p in extra_cpu) - cpu0) / elapsed, 1)
+    cpu_s = srv.cpu_s() + sum(p.cpu_s() for p in extra_cpu) - cpu0
+    d['server_cpu_pct'] = round(100 * cpu_s / elapsed, 1)
+    d['cpu_us_per_request'] = round(cpu_s / max(len(status), 1) * 1e6, 1)   # service demand: server CPU per answered request
+    b0, b1 = before['buckets'], after['buckets']
+    n_all = b1.get(float('inf'), 0) - b0.get(float('inf'), 0)
+    if n_all > 0 and 0.01 in b1: d['server_over_10ms_pct'] = round(100 * (1 - (b1[0.01] - b0.get(0.01, 0)) / n_all), 3)
     d['client_cpu_pct'] = round(100 * (time.process_time() - c0) / elapsed, 1)
     d['load_avg_1m'] = round(os.getloadavg()[0], 2)
     return d
@@ -252,6 +263,30 @@ def synth_log(tmp: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- main
+# router variants: name -> (uvicorn workers, what it is, `rtb-dcn serve` flags); each is compared with the bare endpoint
+# on the same number of workers. redis*: open bids, win stats and budgets in Redis (shared by the workers);
+# inline*: a one-imp request scored on the event loop (no thread hop).
+VARIANTS = {
+    'ort': (1, 'in-process ORT, micro-batching on, state in process', {}),
+    'inline': (1, 'in-process ORT scored on the event loop, state in process', {'score_inline_rows': 1}),
+    'redis': (1, 'in-process ORT, micro-batching on, state in Redis', {'state': 'redis'}),
+    'ort2': (2, 'in-process ORT, micro-batching on, state per process', {'per_worker_state': True}),
+    'inline2': (2, 'in-process ORT on the event loop, state per process', {'per_worker_state': True, 'score_inline_rows': 1}),
+    'redis2': (2, 'in-process ORT, micro-batching on, state in Redis shared by both workers', {'state': 'redis'}),
+}
+
+
+def vs_bare(rows: list[dict], bare_rows: list[dict], r: dict, b: dict) -> dict:
+    "Router / bare in the same run: capacity (client p99 <= 10 ms) and CPU per request at the rates both served."
+    common = sorted({x['qps'] for x in rows if x.get('cpu_us_per_request')} & {x['qps'] for x in bare_rows if x.get('cpu_us_per_request')})
+    cpu = {q: round(next(x for x in rows if x['qps'] == q)['cpu_us_per_request'] / next(x for x in bare_rows if x['qps'] == q)['cpu_us_per_request'], 2)
+           for q in common}
+    ratio = lambda k: None if not (r.get(k) and b.get(k)) else round(r[k] / b[k], 3)
+    return {'max_qps_client_p99_10ms': ratio('max_qps_client_p99_10ms'), 'max_served_per_s': ratio('max_served_per_s'),
+            'cpu_per_request_by_qps': cpu, 'cpu_per_request_median': float(np.median(list(cpu.values()))) if cpu else None,
+            'goals': {'max_qps_client_p99_10ms': '>= 0.5', 'cpu_per_request': '<= 2'}}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--run', default=str(ROOT / 'artifacts' / 'demo_ipinyou'), help='exported run folder to serve')
@@ -259,7 +294,8 @@ def main():
     ap.add_argument('--backend-qps', default='200,400,800,1200,1600', help='ramp of the TF / KServe backends')
     ap.add_argument('--step-s', type=float, default=5.0, help='seconds per load step')
     ap.add_argument('--concurrency', type=int, default=64, help='closed-loop concurrency of the micro-batching comparison')
-    ap.add_argument('--only', default='ort,bare,ort2,bare2,batching,tf,kserve', help='which parts to run (ort2/bare2: 2 uvicorn workers)')
+    ap.add_argument('--only', default='bare,ort,inline,redis,bare2,ort2,inline2,redis2,batching,tf,kserve',
+                    help=f"which parts to run: bare, bare2 (2 uvicorn workers), router variants {', '.join(VARIANTS)}, batching, tf, kserve")
     a = ap.parse_args()
     t_start = time.time()
     parts = set(a.only.split(','))
@@ -277,6 +313,7 @@ def main():
     res = {'command': command(), 'what': 'rtb-dcn serve (uvicorn; 1 worker unless a section says 2) under an open-loop load; see method',
            'method': __doc__.split('\n\n', 2)[2].strip(),
            'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(), 'load_avg_at_start': [round(x, 2) for x in load0],
+                       'calibration': calibration(),
                        'when': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'shared': 'the machine runs other jobs; see load_avg_1m per step'},
            'run': str(run), 'requests_from': str(data), 'step_s': a.step_s, 'p99_goal_ms': P99_GOAL_S * 1000,
            'criterion': 'a step is good when errors == 0, no tmax no-bids, >= 95% of the offered rate served and p99 <= 10 ms',
@@ -290,24 +327,47 @@ def main():
         def summary(rows, server_side=True) -> dict:
             out = {'max_qps_server_p99_10ms': best(rows, 'server')} if server_side else {}
             return {**out, 'max_qps_client_p99_10ms': best(rows, 'client'), 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
-        # the router and the bare endpoint with 1 uvicorn worker, then with 2 (one per core)
-        for w, ort, bare_, sfx in ((1, 'ort', 'bare', ''), (2, 'ort2', 'bare2', '_2_workers')):
-            if ort in parts:
-                s = router('router-ort' + ('' if w == 1 else f'-{w}w'), run, tmp, features, workers=w, per_worker_state=w > 1)
-                log(f'router (in-process ORT, micro-batching on, {w} worker(s)) up in {s.start_s:.1f}s')
-                try: rows = add('ramp' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + ([] if w == 1 else [3200]), a.step_s))
-                finally: s.stop()
-                res['router_ort' + sfx] = summary(rows)
-            if bare_ in parts:
-                s = bare_server(w, log=tmp, cwd=ROOT).start()
-                try: rows = add('bare' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + [3200, 4800], a.step_s))
-                finally: s.stop()
-                res['bare_fastapi' + sfx] = summary(rows, server_side=False)
-            if ort in parts and bare_ in parts:
-                r, b = res['router_ort' + sfx], res['bare_fastapi' + sfx]
-                res['bid_vs_bare' + sfx] = {'ratio_max_qps_client_p99_10ms': None if not (r['max_qps_client_p99_10ms'] and b['max_qps_client_p99_10ms'])
-                                            else round(r['max_qps_client_p99_10ms'] / b['max_qps_client_p99_10ms'], 3),
-                                            'ratio_max_served': round(r['max_served_per_s'] / b['max_served_per_s'], 3), 'goal': '>= 0.5'}
+        # every router variant next to the bare endpoint with the same number of uvicorn workers, in this one run: the
+        # ratios (router / bare) are what holds on another machine; the absolute numbers go with `machine.calibration`
+        redis = None
+        if any(VARIANTS[v][2].get('state') == 'redis' for v in parts if v in VARIANTS):
+            redis = redis_server(log=tmp).start(); log(f'redis-server for --state redis at {redis.url}')
+        try:
+            for w in (1, 2):
+                bare_key = 'bare' if w == 1 else 'bare2'
+                if bare_key in parts:
+                    s = bare_server(w, log=tmp, cwd=ROOT).start()
+                    try: rows = add('bare' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + [3200, 4800], a.step_s))
+                    finally: s.stop()
+                    res['bare_fastapi' + ('' if w == 1 else '_2_workers')] = summary(rows, server_side=False)
+                for v, (vw, label, flags) in VARIANTS.items():
+                    if v not in parts or vw != w: continue
+                    flags = {**flags, **({'redis_url': redis.url} if flags.get('state') == 'redis' else {})}
+                    s = router(f'router-{v}', run, tmp, features, workers=w, **flags)
+                    log(f'router {v} ({label}) up in {s.start_s:.1f}s')
+                    try: rows = add(f'ramp_{v}', ramp(s, bodies, qps + ([] if w == 1 else [3200]), a.step_s))
+                    finally: s.stop()
+                    res[f'router_{v}'] = summary(rows)
+                    # the share of requests over 10 ms server-side at half of this variant's capacity
+                    cap = res[f'router_{v}']['max_qps_server_p99_10ms'] or res[f'router_{v}']['max_served_per_s']
+                    hs = router(f'router-{v}-half', run, tmp, features, workers=w, **flags)
+                    try: half = run_step(hs, bodies, qps=max(50, int(cap / 2)), duration=max(a.step_s * 2, 10))
+                    finally: hs.stop()
+                    res[f'router_{v}']['at_half_capacity'] = {k: half.get(k) for k in ('qps', 'server_over_10ms_pct', 'server_p99_ms', 'client_p99_ms',
+                                                                                      'server_stage_ms', 'cpu_us_per_request', 'errors')}
+                    add(f'half_{v}', [half])
+                    b = res.get('bare_fastapi' + ('' if w == 1 else '_2_workers'))
+                    if b: res[f'router_{v}']['vs_bare'] = vs_bare(rows, [r for r in steps if r['section'] == 'bare' + ('' if w == 1 else f'_{w}w')],
+                                                                   res[f'router_{v}'], b)
+        finally:
+            if redis is not None: redis.stop()
+        for v, base in (('redis', 'ort'), ('redis2', 'ort2')):
+            if f'router_{v}' in res and f'router_{base}' in res:
+                r, o = res[f'router_{v}'], res[f'router_{base}']
+                res[f'shared_state_cost_{v}'] = {'redis_vs_inprocess_max_qps_server_p99_10ms':
+                                                 None if not (r['max_qps_server_p99_10ms'] and o['max_qps_server_p99_10ms'])
+                                                 else round(r['max_qps_server_p99_10ms'] / o['max_qps_server_p99_10ms'], 3),
+                                                 'goal': '>= 0.85 (the shared state costs at most 15% of the in-process throughput)'}
         if 'batching' in parts:
             res['micro_batching'] = {}
             for mb in ('on', 'off'):
@@ -349,9 +409,11 @@ def main():
         try: plot(steps, OUT / 'router.png')
         except Exception as e: log(f'plot failed: {e}')
         shutil.rmtree(tmp, ignore_errors=True)
-    r = res.get('router_ort', {})
-    print(f"bench_router: router ORT max QPS with server p99 <= 10 ms: {r.get('max_qps_server_p99_10ms')} (client: {r.get('max_qps_client_p99_10ms')}); "
-          f"bare FastAPI: {res.get('bare_fastapi', {}).get('max_qps_client_p99_10ms')}; {res['seconds']:.0f}s -> {OUT / 'router.json'}")
+    parts_ = [f"{v}: client-p99<=10ms QPS {res[f'router_{v}'].get('max_qps_client_p99_10ms')}"
+              + (f" ({res[f'router_{v}']['vs_bare']['max_qps_client_p99_10ms']}x bare, CPU/request {res[f'router_{v}']['vs_bare']['cpu_per_request_median']}x)"
+                 if 'vs_bare' in res[f'router_{v}'] else '') for v in VARIANTS if f'router_{v}' in res]
+    print(f"bench_router: {'; '.join(parts_) or 'no router variant run'}; bare: {res.get('bare_fastapi', {}).get('max_qps_client_p99_10ms')}; "
+          f"{res['seconds']:.0f}s -> {OUT / 'router.json'}")
 
 
 def plot(steps, path):
