@@ -5,9 +5,11 @@ Pages are staged as Markdown in `_proc/docs/` (git-ignored), then `mkdocs build`
 (git-ignored; nbdev's doc_path):
 
 - `nbs/*.ipynb` (stored without outputs): prose and code, and after each `#| export` cell the API reference of
-  the public names it defines (nbdev's `show_doc`: signature, docstring, `# comment` parameter docs).
+  the public names it defines, in nbdev's `show_doc` form (signature with its `# comment` parameter docs,
+  docstring), read from the cell's code; the examples' outputs too once `--execute-nbs` (`make docs NB_OUTPUTS=1`)
+  has run the notebook as nbdev-test does (cached in `_proc/executed/` by notebook content).
 - `nbs/reports/<runbook>.ipynb`: the executed copy in `report/<runbook>/` (written by `rtb-dcn demo`) with its
-  figures and tables; a visible "not yet run" note over the unexecuted source when there is none
+  tables and the figures its cells save there; a visible "not yet run" note over the unexecuted source when there is none
   (`--execute-missing` runs the missing ones first).
 - `report/benchmarks/*`: one page per summary (Markdown as is; JSON as a table of its fields; its CSV and PNG).
 - `rtb-dcn COMMAND --help`: one page per command. README.md: the home page. `docs/*.md`: hand-written pages.
@@ -25,7 +27,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 SECTIONS = [
     ('Setup', r'^00'), ('Data', r'^01'), ('Features', r'^02'), ('Models', r'^0[34]'),
     ('Training and export', r'^0[567]'), ('Serving', r'^(08|1[0-4]|20)'), ('Stream and load', r'^(15|18|19)'),
-    ('Evaluation', r'^1[67]'), ('Monitoring', r'monitor|drift'), ('Pipeline', r'pipeline|experiment'),
+    ('Evaluation', r'^1[67]|experiment'), ('Monitoring', r'monitor|drift'), ('Pipeline', r'pipeline'),
     ('Deploy', r'deploy|infra|spark'), ('CLI', r'^09'),
 ]
 _DIRECTIVE = re.compile(r'^\s*#\s*\|\s*(.*)$')
@@ -200,7 +202,8 @@ def execute_notebooks(nb_paths: list[Path], workers: int = 2, cache: Path = EXEC
             try: done[p.name] = f.result()
             except Exception as e:
                 for g in futs: g.cancel()
-                raise DocsError(f"docs: notebook {_rel(p)} failed to execute: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+                why = ' | '.join(l.strip() for l in str(e).splitlines()[:4] if l.strip())
+                raise DocsError(f"docs: notebook {_rel(p)} failed to execute: {type(e).__name__}: {why} (run `nbdev-test {p.name}` in nbs/)") from e
             print(f"docs: executed {p.name} in {done[p.name]:.0f}s", flush=True)
     return done
 
