@@ -29,7 +29,8 @@ def test_ab_report_writes_json_and_markdown(ab_logs, tmp_path):
                 "--n-boot", 200, "--out", tmp_path / "rep")
     assert r.returncode == 0, r.stderr[-2000:]
     last = r.stdout.strip().splitlines()[-1]
-    assert last.startswith("ab-report: 2 arms, 30,000 decisions") and "winner b" in last, last
+    assert last.startswith("ab-report: 2 arm(s), 30,000 decisions") and "winner b" in last, last
+    assert "join: 0 duplicate decisions, 0 events for unknown impressions, 0 events refused" in last, last
     assert "| a |" in r.stdout and "| b |" in r.stdout            # the arm table
     rep = json.loads((tmp_path / "rep" / "ab_report.json").read_text())
     arms = {a["arm"]: a for a in rep["arms"]}
