@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     feature_store: Literal['none', 'inprocess', 'redis'] = 'inprocess'  # where per-user/context aggregates live
     feature_store_path: Path | None = None   # inprocess: JSON written by `rtb-dcn features load --out`
     feature_time: Literal['wall', 'request'] = 'wall'  # the time `now` of a request's store features: the wall clock, or (replays, backtests) its ext.rtb_dcn.ts (wall clock when absent)
+    feature_updates: bool = True  # with a feature store: each accepted win adds an impression, each click a click, to its imp's store keys at the bid's feature time (off: the store keeps what was loaded)
     redis_url: str = 'redis://127.0.0.1:6379/0'  # the Redis server: feature store (serve, features) and streams (replay, stream-worker)
     redis_timeout_ms: float = Field(5.0, gt=0)   # per-call Redis timeout; slower reads fall back to defaults
     ab_config: Path | None = None            # A/B arms YAML (configs/ab/); default: one arm serving run_dir

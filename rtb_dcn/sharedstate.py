@@ -42,7 +42,7 @@ end
 """
 
 # ARGV: prefix, now, window_s, notice_s, budget (price units; < 0: no pacing), arm, campaign, mode ('bid' | 'replay'),
-# then (bid id, price, cost, pctr)... 'replay' (a fallback book's journal): no budget refusal, ids Redis knows are skipped
+# then (bid id, price, cost, pctr, store keys JSON or '')... 'replay' (a fallback book's journal): no budget refusal, ids Redis knows are skipped
 _BOOK = _PURGE + """
 local p, now, wsec, nsec, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local arm, camp, replay = ARGV[6], ARGV[7], ARGV[8] == 'replay'
@@ -55,8 +55,8 @@ if budget >= 0 then
   used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
 end
 local out = {}
-for i = 9, #ARGV, 4 do
-  local id, price, cost, pctr = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+for i = 9, #ARGV, 5 do
+  local id, price, cost, pctr, fk = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
   local code, new = 'booked', true
   if redis.call('EXISTS', p .. 'bid:' .. id) == 1 then new = false   -- a repeated request: the same bid, reserved once
   elseif replay and redis.call('EXISTS', p .. 'done:' .. id, p .. 'won:' .. id) > 0 then new = false   -- replayed before
@@ -67,6 +67,7 @@ for i = 9, #ARGV, 4 do
   if new then
     redis.call('DEL', p .. 'done:' .. id, p .. 'won:' .. id)       -- a closed bid's id bid on again: a new bid
     redis.call('HSET', p .. 'bid:' .. id, 'arm', arm, 'campaign', camp, 'price', price, 'cost', budget >= 0 and cost or -1, 'w', w, 'pctr', pctr)
+    if fk ~= '' then redis.call('HSET', p .. 'bid:' .. id, 'f', fk) end   -- (feature time, store keys): for the feature store updates
     redis.call('PEXPIRE', p .. 'bid:' .. id, math.ceil(4000 * nsec))
     redis.call('ZADD', p .. 'open', now + nsec, id)
     redis.call('HINCRBY', p .. 'stats:' .. camp .. ':' .. arm, 'bids', 1)
@@ -82,7 +83,7 @@ _WIN = _PURGE + """
 local p, now, wsec, nsec, cwin, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local expired = purge(p, now, math.ceil(2000 * nsec))
 local key = p .. 'bid:' .. id
-local b = redis.call('HMGET', key, 'arm', 'campaign', 'price', 'cost', 'w', 'pctr')
+local b = redis.call('HMGET', key, 'arm', 'campaign', 'price', 'cost', 'w', 'pctr', 'f')
 if not b[1] then
   local d = redis.call('GET', p .. 'done:' .. id)
   if d == 'won' then d = 'duplicate' end
@@ -100,12 +101,13 @@ redis.call('ZREM', p .. 'open', id)
 local keep = math.ceil(1000 * (cwin + 2 * nsec))
 redis.call('SET', p .. 'done:' .. id, 'won', 'PX', keep)
 redis.call('HSET', p .. 'won:' .. id, 'arm', b[1], 'campaign', b[2], 'pctr', b[6], 'until', tostring(now + cwin))
+if b[7] then redis.call('HSET', p .. 'won:' .. id, 'f', b[7]) end
 redis.call('PEXPIRE', p .. 'won:' .. id, keep)
 local st = p .. 'stats:' .. b[2] .. ':' .. b[1]
 redis.call('HINCRBY', st, 'wins', 1)
 redis.call('HINCRBYFLOAT', st, 'spend', ARGV[9])
 redis.call('HINCRBYFLOAT', st, 'pctr_sum', b[6])
-return {'won', expired, b[1], b[2], b[6], counts(st)}
+return {'won', expired, b[1], b[2], b[6], counts(st), b[7]}
 """
 
 # ARGV: prefix, now, notice_s, bid id, kind ('click' | 'conversion')
@@ -113,7 +115,7 @@ _CLICK = _PURGE + """
 local p, now, nsec, id, kind = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local expired = purge(p, now, math.ceil(2000 * nsec))
 local key = p .. 'won:' .. id
-local b = redis.call('HMGET', key, 'arm', 'campaign', 'pctr', 'until')
+local b = redis.call('HMGET', key, 'arm', 'campaign', 'pctr', 'until', 'f')
 if not b[1] then
   local o = redis.call('HMGET', p .. 'bid:' .. id, 'arm', 'campaign', 'pctr')
   if o[1] then return {'not_won', expired, o[1], o[2], o[3]} end
@@ -125,7 +127,7 @@ if now >= tonumber(b[4]) then return {'too_late', expired, b[1], b[2], b[3]} end
 if redis.call('HSETNX', key, kind, '1') == 0 then return {'duplicate', expired, b[1], b[2], b[3]} end
 local st = p .. 'stats:' .. b[2] .. ':' .. b[1]
 redis.call('HINCRBY', st, kind .. 's', 1)
-return {kind, expired, b[1], b[2], b[3], counts(st)}
+return {kind, expired, b[1], b[2], b[3], counts(st), b[5]}
 """
 
 # ARGV: prefix, now, notice_s, bid id, status ('lost': a loss notice; 'expired': a fallback book's expiry, replayed)
@@ -239,8 +241,8 @@ async def _replay(self: RedisBids, events: list[tuple]):
         for ev in events:
             kind, a = ev[0], ev[1:]
             if kind == 'book':
-                arm, campaign, k, price, pctr, t = a
-                args = ['book', [repr(t), self.window_s, self.notice_window_s, budget, arm, campaign, 'replay', *self._bid_args(k, price, pctr)]]
+                arm, campaign, k, price, pctr, t, *fk = a
+                args = ['book', [repr(t), self.window_s, self.notice_window_s, budget, arm, campaign, 'replay', *self._bid_args(k, price, pctr, *fk)]]
             elif kind == 'win': args = ['win', self._win_args(a[0], a[1], a[2])]
             elif kind == 'click': args = ['click', [repr(a[2]), self.notice_window_s, a[0], a[1]]]
             else: args = ['lose', [repr(a[1]), self.notice_window_s, a[0], 'lost' if kind == 'lose' else 'expired']]
@@ -264,8 +266,9 @@ async def recover(self: RedisBids) -> bool:
 
 # %% ../nbs/14d_sharedstate.ipynb #fc6ac739
 @patch
-def _bid_args(self: RedisBids, k: str, price: float, pctr: float) -> list:
-    return [k, repr(float(price)), repr(cpm_to_cost(to_price_units(float(price), self.price_scale))), repr(float(pctr))]
+def _bid_args(self: RedisBids, k: str, price: float, pctr: float, fk: tuple | None = None) -> list:
+    return [k, repr(float(price)), repr(cpm_to_cost(to_price_units(float(price), self.price_scale))), repr(float(pctr)),
+            '' if fk is None else json.dumps([float(fk[0]), list(fk[1])], separators=(',', ':'))]
 
 @patch
 def _win_args(self: RedisBids, bid_id: str, price: float, now: float | None) -> list:
@@ -274,14 +277,14 @@ def _win_args(self: RedisBids, bid_id: str, price: float, now: float | None) -> 
             repr(float(price)), repr(paid), repr(cpm_to_cost(float(price)))]
 
 @patch
-async def book(self: RedisBids, arm: str, campaign: str, bids: list[tuple[str, float, float]], now: float | None = None) -> list[str]:
-    "Reserve and remember each (bid id, CPM price in currency units, pCTR) of one request: 'booked' or 'budget'."
+async def book(self: RedisBids, arm: str, campaign: str, bids: list[tuple], now: float | None = None) -> list[str]:
+    "Reserve and remember each (bid id, CPM price in currency units, pCTR[, (feature time, store keys)]) of one request: 'booked' or 'budget'."
     if not bids: return []
     if self.down:
         if self.local is None: raise StateUnavailable('state: the redis bid book is down (state_fallback nobid)')
         return await self.local.book(arm, campaign, bids, now)
     flat = []
-    for k, price, pctr in bids: flat += self._bid_args(k, price, pctr)
+    for b in bids: flat += self._bid_args(*b)
     t = time.time() if now is None else now
     budget = -1 if self.budget is None else self.budget
     try: codes, expired, used = await self._run('book', [repr(t), self.window_s, self.notice_window_s, budget, arm, campaign, 'bid', *flat])
@@ -293,12 +296,14 @@ async def book(self: RedisBids, arm: str, campaign: str, bids: list[tuple[str, f
     return list(codes)
 
 def _outcome(r: list) -> WinOutcome:
-    "A script's answer {status, expired, arm, campaign, pctr, counts | bid price} as a WinOutcome."
+    "A script's answer {status, expired, arm, campaign, pctr, counts | bid price, store keys JSON} as a WinOutcome."
     status = r[0]
     if len(r) <= 2: return WinOutcome(status)
     o = WinOutcome(status, r[2], r[3], float(r[4]) if r[4] is not None else None)
     if status == 'above_bid': o.bid_price = float(r[5])
     elif len(r) > 5: o.counts = {k: float(v or 0) if k in ('spend', 'pctr_sum') else int(v or 0) for k, v in zip(COUNTS, r[5])}
+    if len(r) > 6 and r[6]:
+        ts, keys = json.loads(r[6]); o.store_keys = (ts, keys)
     return o
 
 @patch

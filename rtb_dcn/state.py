@@ -5,7 +5,7 @@ bids awaiting win notices with their budget reservations, the win statistics, an
 
 # %% ../nbs/14b_state.ipynb #f7c72aee
 from __future__ import annotations
-import asyncio, json, logging, os, time
+import asyncio, functools, json, logging, os, time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,7 +14,8 @@ import numpy as np
 from .config import RtbError, Settings, repo_root
 from fastcore.basics import patch
 from .units import cpm_to_cost, cost_to_cpm, to_price_units
-from .featurestore import InProcessStore, RedisStore, prior_ctr
+from concurrent.futures import ThreadPoolExecutor
+from .featurestore import InProcessStore, RedisStore, StoreFeatureConfig, prior_ctr
 from .ab import ABConfig, Arm, Splitter, load_ab_config
 from .bidding import MarketStats, make_strategy, BudgetPacer, BidShader, BidCap
 from .features import FeatureSpec
@@ -24,7 +25,8 @@ from .run import Run
 
 # %% auto #0
 __all__ = ['log', 'BOOKED', 'EVENTS', 'COUNTS', 'ArmRuntime', 'load_arm', 'online_stats', 'WinOutcome', 'LocalBids',
-           'FileReloadRecord', 'make_store', 'make_bids', 'make_reload_record', 'RouterState']
+           'FileReloadRecord', 'event_layout', 'StoreUpdates', 'make_store', 'make_bids', 'make_reload_record',
+           'RouterState']
 
 # %% ../nbs/14b_state.ipynb #c007884d
 @dataclass
@@ -130,6 +132,7 @@ class WinOutcome:
     pctr: float | None = None            # the bid's pCTR (booked with it)
     counts: dict | None = None           # the arm's COUNTS in its campaign after the notice ('won', 'click', 'conversion')
     bid_price: float | None = None       # 'above_bid': the price of the bid
+    store_keys: tuple | None = None      # 'won', 'click', 'conversion': (feature time, the imp's store keys) booked with the bid, if any
     def stats(self) -> dict: return online_stats(self.counts or {})
 
 # %% ../nbs/14b_state.ipynb #2e973c18
@@ -142,8 +145,8 @@ class LocalBids:
         self.pacer, self.notice_window_s, self.price_scale, self.clock, self.max_open = pacer, notice_window_s, price_scale, clock, max_open
         self.click_window_s, self.max_won, self.journal = click_window_s, max_won, journal
         self.on_expire = on_expire or (lambda arms: None)
-        self.open_bids: OrderedDict[str, tuple[str, str, float, float, float]] = OrderedDict()   # bid id -> (arm, campaign, price, expires at, pctr)
-        self.won: OrderedDict[str, list] = OrderedDict()    # bid id -> [arm, campaign, pctr, click window ends at, events seen]
+        self.open_bids: OrderedDict[str, tuple] = OrderedDict()   # bid id -> (arm, campaign, price, expires at, pctr, store keys)
+        self.won: OrderedDict[str, list] = OrderedDict()    # bid id -> [arm, campaign, pctr, click window ends at, events seen, store keys]
         self.closed: OrderedDict[str, tuple[str, float]] = OrderedDict()   # bid id -> ('won' | 'lost' | 'expired', forgotten at)
         self.counts: dict[tuple[str, str], dict] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))   # (campaign, arm) -> COUNTS
     def _now(self, now): return self.clock() if now is None else now
@@ -157,7 +160,7 @@ class LocalBids:
         "Expire the open bids whose notice window has passed (and the oldest beyond `max_open`), and the won imps past their click window: the arms of the bids."
         now, arms = self._now(now), []
         while self.open_bids:
-            k, (arm, _, _, until, _) = next(iter(self.open_bids.items()))
+            k, (arm, _, _, until, *_) = next(iter(self.open_bids.items()))
             if until > now and len(self.open_bids) <= self.max_open: break
             self.open_bids.popitem(last=False); self._close(k, 'expired', now); arms.append(arm)
             if self.pacer is not None: self.pacer.release(k)
@@ -176,18 +179,19 @@ class LocalBids:
 
 # %% ../nbs/14b_state.ipynb #84b84b4f
 @patch
-async def book(self: LocalBids, arm: str, campaign: str, bids: list[tuple[str, float, float]], now: float | None = None) -> list[str]:
-    "Reserve and remember each (bid id, CPM price in currency units, pCTR) of one request: 'booked' or 'budget'."
+async def book(self: LocalBids, arm: str, campaign: str, bids: list[tuple], now: float | None = None) -> list[str]:
+    "Reserve and remember each (bid id, CPM price in currency units, pCTR[, store keys]) of one request: 'booked' or 'budget'."
     now = self._now(now); self.expire_now(now)
     out = []
-    for k, price, pctr in bids:
+    for k, price, pctr, *fk in bids:
+        fk = fk[0] if fk else None              # (feature time, store keys): what the win and the click add to the feature store
         if k in self.open_bids: out.append(BOOKED); continue      # a repeated request: the same bid again, reserved once
         if self.pacer is not None and not self.pacer.reserve(campaign, k, to_price_units(price, self.price_scale), now):
             out.append('budget'); continue
         self.closed.pop(k, None); self.won.pop(k, None)           # a closed bid's id bid on again: a new bid
-        self.open_bids[k] = (arm, campaign, price, now + self.notice_window_s, pctr)
+        self.open_bids[k] = (arm, campaign, price, now + self.notice_window_s, pctr, fk)
         self.counts[campaign, arm]['bids'] += 1
-        if self.journal is not None: self._journal('book', arm, campaign, k, price, pctr, now)
+        if self.journal is not None: self._journal('book', arm, campaign, k, price, pctr, now, fk)
         out.append(BOOKED)
     return out
 
@@ -202,14 +206,14 @@ async def win(self: LocalBids, bid_id: str, price: float, now: float | None = No
     now = self._now(now); self.expire_now(now)
     b = self.open_bids.get(bid_id)
     if b is None: return WinOutcome('duplicate' if bid_id in self.won else _closed_status(self, bid_id, 'duplicate'))
-    arm, campaign, bid_price, _, pctr = b
+    arm, campaign, bid_price, _, pctr, fk = b
     if price > bid_price + 1e-9: return WinOutcome('above_bid', arm, campaign, pctr, bid_price=bid_price)   # the bid stays open
     del self.open_bids[bid_id]
-    self.won[bid_id] = [arm, campaign, pctr, now + self.click_window_s, set()]
+    self.won[bid_id] = [arm, campaign, pctr, now + self.click_window_s, set(), fk]
     if self.pacer is not None: self.pacer.settle(bid_id, to_price_units(price, self.price_scale), now)
     c = self.counts[campaign, arm]; c['wins'] += 1; c['spend'] += cpm_to_cost(price); c['pctr_sum'] += pctr
     self._journal('win', bid_id, price, now)
-    return WinOutcome('won', arm, campaign, pctr, dict(c))
+    return WinOutcome('won', arm, campaign, pctr, dict(c), store_keys=fk)
 
 @patch
 async def click(self: LocalBids, bid_id: str, kind: str = 'click', now: float | None = None) -> WinOutcome:
@@ -221,12 +225,12 @@ async def click(self: LocalBids, bid_id: str, kind: str = 'click', now: float | 
         b = self.open_bids.get(bid_id)
         if b is not None: return WinOutcome('not_won', b[0], b[1], b[4])
         return WinOutcome(_closed_status(self, bid_id, 'too_late'))
-    arm, campaign, pctr, _, seen = w
+    arm, campaign, pctr, _, seen, fk = w
     if kind in seen: return WinOutcome('duplicate', arm, campaign, pctr)
     seen.add(kind)
     c = self.counts[campaign, arm]; c[kind + 's'] += 1
     self._journal('click', bid_id, kind, now)
-    return WinOutcome(kind, arm, campaign, pctr, dict(c))
+    return WinOutcome(kind, arm, campaign, pctr, dict(c), store_keys=fk)
 
 @patch
 async def lose(self: LocalBids, bid_id: str, now: float | None = None) -> str:
@@ -270,6 +274,61 @@ class FileReloadRecord:
         tmp = self.path.with_name(f'{self.path.name}.{os.getpid()}.tmp')
         tmp.write_text(json.dumps(rec)); os.replace(tmp, self.path)      # atomic: a reader sees the old or the new record
 
+# %% ../nbs/14b_state.ipynb #68b9f208
+_LOAD_CFG = StoreFeatureConfig('ipinyou')        # the bucket layout `rtb-dcn feature-store load` writes by default
+
+def event_layout(specs: list, own=None) -> tuple[int, int | None]:
+    "(bucket_s, keep) of a store event of a bid of the arm with spec `own`, the arms serving `specs`: its config's bucket (else the first arm's, else the load default), the longest keep among the arms with that bucket."
+    cfgs = [c for c in map(StoreFeatureConfig.of_spec, specs) if c is not None]
+    mine = StoreFeatureConfig.of_spec(own) if own is not None else None
+    c0 = mine or (cfgs[0] if cfgs else _LOAD_CFG)
+    keeps = [c.keep for c in cfgs if c.bucket_s == c0.bucket_s] or [c0.keep]
+    finite = [k for k in keeps if k is not None]
+    return c0.bucket_s, max(finite) if finite else None
+
+class StoreUpdates:
+    "Accepted win and click notices -> `store.add_event` on the bid's store keys at its feature time; in process on the event loop, Redis in one background thread; counted, never raised."
+    def __init__(self, store, registry=None, max_pending: int = 10_000):
+        from prometheus_client import Counter, REGISTRY
+        self.store, self.max_pending = store, max_pending
+        self.counter = Counter('rtb_feature_updates', 'Feature store updates from accepted notices (event imp | click; result ok | error | dropped)',
+                               ['event', 'result'], registry=registry if registry is not None else REGISTRY)
+        self.pending: set = set()                  # Redis writes queued or running
+        self.offloop = isinstance(store, RedisStore)
+        self._pool, self._failing = None, False
+    def add(self, store_keys: tuple, event: str, bucket_s: int, keep: int | None) -> str:
+        "Add event 'imp' or 'click' of a bid booked with `store_keys` (feature time, keys): 'ok' or 'error' (in process), 'queued' or 'dropped' (Redis)."
+        ts, keys = store_keys
+        imps, clicks = (1.0, 0.0) if event == 'imp' else (0.0, 1.0)
+        call = functools.partial(self.store.add_event, list(keys), float(ts), imps, clicks, bucket_s, keep)
+        if not self.offloop:
+            try: call()
+            except Exception as e: return self._count(event, e)
+            return self._count(event, None)
+        if len(self.pending) >= self.max_pending:
+            self.counter.labels(event, 'dropped').inc(); return 'dropped'
+        if self._pool is None: self._pool = ThreadPoolExecutor(1, thread_name_prefix='rtb-feature-updates')
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        self.pending.add(fut)
+        fut.add_done_callback(functools.partial(self._done, event))
+        return 'queued'
+    def _done(self, event: str, fut):
+        self.pending.discard(fut)
+        self._count(event, asyncio.CancelledError() if fut.cancelled() else fut.exception())
+    def _count(self, event: str, e: BaseException | None) -> str:
+        if e is None:
+            if self._failing: log.warning('feature store updates work again')
+            self._failing = False
+            self.counter.labels(event, 'ok').inc(); return 'ok'
+        if not self._failing: log.warning('feature store update failed (counted, the notice stands): %s: %s', type(e).__name__, str(e)[:200])
+        self._failing = True
+        self.counter.labels(event, 'error').inc(); return 'error'
+    async def drain(self, timeout_s: float = 2.0):
+        "Wait (at most `timeout_s`) for the queued writes."
+        if self.pending: await asyncio.wait(list(self.pending), timeout=timeout_s)
+    def close(self):
+        if self._pool is not None: self._pool.shutdown(wait=False, cancel_futures=True)
+
 # %% ../nbs/14b_state.ipynb #edfa8ed6
 def make_store(s: Settings):
     "The feature store the settings name (None: no store)."
@@ -305,6 +364,7 @@ class RouterState:
         self.expired = Counter('rtb_bids_expired', 'Open bids that got no win notice within notice_window_s', ['arm'],
                                registry=self.metrics.registry)
         self.store = make_store(s)
+        self.updates = StoreUpdates(self.store, self.metrics.registry) if s.feature_updates and self.store is not None else None
         try: self.prior = prior_ctr(self.store) if self.store is not None else 0.001
         except Exception: self.prior = 0.001
         self.ab = load_ab_config(s.ab_config) if s.ab_config else ABConfig(salt='rtb_dcn', arms=[Arm(name='default', weight=1.0)])
@@ -327,16 +387,22 @@ class RouterState:
     def close(self):
         for a in list(self.arms.values()) + self._retired: a.close()
         if self.bid_log is not None: self.bid_log.close()
+        if self.updates is not None: self.updates.close()
         if isinstance(self.store, RedisStore): self.store.close()
 
     async def aclose(self):
+        if self.updates is not None: await self.updates.drain()     # the store writes queued by the last notices
         await self.bids.aclose(); self.close()
 
 # %% ../nbs/14b_state.ipynb #8578ec4b
 @patch
-async def book_bids(self: RouterState, request_id: str, art: ArmRuntime, decisions: list[ImpDecision]) -> list[ImpDecision]:
-    "`decisions` with each bid booked (bid id `<request id>:<imp id>`, with its price and pCTR), or turned into a no-bid saying why not."
-    todo = [(i, (f'{request_id}:{d.imp_id}', d.price, d.pctr)) for i, d in enumerate(decisions) if d.price is not None]
+async def book_bids(self: RouterState, request_id: str, art: ArmRuntime, decisions: list[ImpDecision],
+                    keys: list[list[str]] | None = None, now: float | None = None) -> list[ImpDecision]:
+    "`decisions` with each bid booked (bid id `<request id>:<imp id>`, with its price and pCTR, and with feature updates on the imp's store `keys` and feature time `now`), or turned into a no-bid saying why not."
+    if self.updates is not None and keys is not None:
+        now = time.time() if now is None else now
+        todo = [(i, (f'{request_id}:{d.imp_id}', d.price, d.pctr, (now, keys[i]))) for i, d in enumerate(decisions) if d.price is not None]
+    else: todo = [(i, (f'{request_id}:{d.imp_id}', d.price, d.pctr)) for i, d in enumerate(decisions) if d.price is not None]
     if not todo: return decisions
     try: codes = await self.bids.book(art.name, art.arm.campaign, [b for _, b in todo])
     except Exception as e:
@@ -412,6 +478,7 @@ def count_win(self: RouterState, r: WinOutcome, request_id: str, imp_id: str, pr
     m.child(m.won_pctr, r.arm, r.campaign).inc(r.pctr or 0.0)
     self.log_bid({'ts': time.time(), 'request_id': request_id, 'imp_id': imp_id, 'arm': r.arm, 'campaign': r.campaign,
                   'status': 'win', 'price_paid': price, 'pctr': r.pctr})
+    self.update_store(r, 'imp')
 
 @patch
 def count_click(self: RouterState, r: WinOutcome, request_id: str, imp_id: str):
@@ -420,6 +487,14 @@ def count_click(self: RouterState, r: WinOutcome, request_id: str, imp_id: str):
     m.child(m.clicks if r.status == 'click' else m.conversions, r.arm, r.campaign).inc()
     self.log_bid({'ts': time.time(), 'request_id': request_id, 'imp_id': imp_id, 'arm': r.arm, 'campaign': r.campaign,
                   'status': r.status, 'pctr': r.pctr})
+    if r.status == 'click': self.update_store(r, 'click')
+
+@patch
+def update_store(self: RouterState, r: WinOutcome, event: str):
+    "Add a counted win ('imp') or click of a bid booked with store keys to the feature store (settings.feature_updates): never raises."
+    if self.updates is None or not r.store_keys: return
+    a = self.arms.get(r.arm)
+    self.updates.add(r.store_keys, event, *event_layout([x.spec for x in self.arms.values()], a.spec if a is not None else None))
 
 @patch
 async def refresh_online_metrics(self: RouterState):
