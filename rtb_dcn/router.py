@@ -301,7 +301,8 @@ async def openrtb_bid(request: Request):
     if st.store is not None:
         found = await _lookup(st, keys, deadline)
         if found is None: return _no_bid(st, arm, 'tmax', rid)
-    feats = record_features(records, keys, found, st.prior, art.spec_fields, feature_now(req, s.feature_time), art.spec)
+    now = feature_now(req, s.feature_time)           # the time of the store features: booked with the bids (feature updates)
+    feats = record_features(records, keys, found, st.prior, art.spec_fields, now, art.spec)
     t2 = time.perf_counter(); ms['features'].observe(t2 - t1)
     # score, within the deadline
     remaining = deadline - t2
@@ -316,7 +317,7 @@ async def openrtb_bid(request: Request):
     # bid
     decisions = decide_bids(req, pctr.tolist(), art.strategy, s.currency, s.price_scale, art.arm.campaign, st.shader, st.pacer,
                             coverage=cov.tolist())
-    decisions = await st.book_bids(rid, art, decisions)   # reserve + remember the bids: one call to the bid book (Redis: one round trip)
+    decisions = await st.book_bids(rid, art, decisions, keys, now)   # reserve + remember the bids (with their store keys): one call to the bid book (Redis: one round trip)
     return _answer(st, req, art, records, feats, decisions, t0, t3)
 
 # %% ../nbs/14_router.ipynb #6a4779d1
