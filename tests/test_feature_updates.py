@@ -6,7 +6,9 @@ subprocess) and real redis-servers on 127.0.0.1, over HTTP:
   click, a conversion, an unwon bid change nothing; with `--state local` (one worker) and `--state redis --workers 2`;
 - with two workers, a notice answered by the worker that did not make the bid still updates the bid's keys (the keys
   travel with the bid in Redis);
-- a feature store that is down does not fail the notice: 200, the failure counted in rtb_feature_updates_total.
+- a feature store that is down does not fail the notice: 200, the failure counted in rtb_feature_updates_total;
+- online = offline: logged rows replayed through the router (bid, win, click when the row clicked) into a store filled
+  with the other rows leave it equal to the offline point-in-time state of all the rows.
 """
 import json, math, time, uuid
 import httpx
@@ -19,13 +21,13 @@ BID_CNY = 1.0
 BUCKET_S = 3600
 
 
-def _server(start_router, run, state, store_url, redis_url=None, flags=None, **env):
+def _server(start_router, run, state, store_url, flags=None, **env):
     "The router with a const bid, the feature store in Redis at `store_url`, the request's ts as the feature time."
     e = {"RTB_FEATURE_STORE": "redis", "RTB_REDIS_URL": store_url, "RTB_REDIS_TIMEOUT_MS": 500, "RTB_FEATURE_TIME": "request",
          "RTB_TMAX_DEFAULT_MS": 3000, "RTB_STRATEGY": "const", "RTB_STRATEGY_PARAM": BID_CNY * 100, "RTB_STATE": state,
          "RTB_STATE_TIMEOUT_MS": 500, "RTB_RELOAD_POLL_S": 0.2, **env}
     f = dict(flags or {})
-    if state == "redis":      # the bid book in its own db of the session's Redis (RTB_REDIS_URL names the store's)
+    if state == "redis":      # the bid book next to the store (settings.redis_url), under its own key prefix
         e.setdefault("RTB_STATE_PREFIX", f"fu-{uuid.uuid4().hex[:8]}:")
         f.setdefault("workers", 2)
     return start_router(run, env=e, **f)
@@ -109,7 +111,7 @@ def test_wins_and_clicks_reach_the_store_once(state, runs, requests_, redis_url,
     keys = [imp_records(BidRequest.model_validate(q), Run(runs["run"]).spec)[1][0] for q in qs]   # what the router books
     assert [sorted(k.split(":", 1)[0] for k in ks) for ks in keys] == [["domain", "slotid", "user"]] * 4, keys
     before = _values(rd, sorted({k for ks in keys for k in ks} | {"__global__"}))
-    s = _server(start_router, runs["run"], state, store_url, redis_url)
+    s = _server(start_router, runs["run"], state, store_url)
     try:
         bids = [_bid(s.client, q) for q in qs]
         post = lambda path, body: httpx.post(s.url + path, json=body, timeout=10)   # fresh connections: any worker
@@ -144,7 +146,7 @@ def test_a_notice_at_the_other_worker_updates_the_bid_keys(runs, requests_, redi
     store_url = redis_url.rsplit("/", 1)[0] + "/12"
     rd = _store(store_url); rd.flushdb()
     qs = _bodies(requests_, "fu-x", _pick(requests_, 3))
-    s = _server(start_router, runs["run"], "redis", store_url, redis_url)
+    s = _server(start_router, runs["run"], "redis", store_url)
     try:
         bidder = s.client.get("/readyz").json()["worker"]            # the kept-alive connection: one worker bids
         bids = [_bid(s.client, q) for q in qs]
@@ -193,3 +195,37 @@ def test_a_store_outage_does_not_fail_the_notice(runs, requests_, start_router, 
             s.stop()
     finally:
         store.stop()
+
+
+def test_the_online_store_equals_the_offline_state(runs, requests_, redis_url, start_router):
+    """Logged rows replayed as the exchange plays them (bid, win, the click when the row clicked; any of two workers),
+    into a store filled with the other rows: the store ends equal, key by key and bucket by bucket, to the offline
+    point-in-time state (PointInTimeAggregator, the one that makes the training features) of all the rows."""
+    import numpy as np
+    from rtb_dcn.data import read_dataset
+    from rtb_dcn.featurestore import PointInTimeAggregator, RedisStore, StoreFeatureConfig
+    df = read_dataset(runs["data"], "ipinyou", nrows=len(requests_))      # requests_[i] is row i
+    clicked = np.flatnonzero(df["label"].to_numpy()).tolist()
+    assert len(clicked) >= 2, clicked
+    online = sorted(set(range(80, 120)) | set(clicked))
+    offline = [i for i in range(len(df)) if i not in set(online)]
+    cfg = StoreFeatureConfig("ipinyou")
+    store_url = redis_url.rsplit("/", 1)[0] + "/13"
+    rs = RedisStore(store_url, timeout_ms=2000)
+    rs.client.flushdb()
+    rs.put(PointInTimeAggregator(cfg).absorb(df.iloc[offline]).store_items())
+    s = _server(start_router, runs["run"], "redis", store_url)
+    try:
+        for i, q in zip(online, _bodies(requests_, "fu-oo", online)):
+            b = _bid(s.client, q)
+            assert httpx.post(s.url + "/win", json=_ref(b, price=b["price"]), timeout=10).status_code == 200
+            if df["label"].iloc[i]:
+                assert httpx.post(s.url + "/click", json=_ref(b), timeout=10).json()["status"] == "click"
+        n = len(online) + len(clicked)
+        assert _wait(lambda: s.metric("rtb_feature_updates_total", result="ok") == n), s.metric("rtb_feature_updates_total")
+    finally:
+        s.stop()
+    want = PointInTimeAggregator(cfg).absorb(df).store_items()
+    assert len(rs.client.keys("rtb:f:*")) == len(want)
+    assert rs.get(sorted(want)) == want
+    rs.close()
