@@ -288,13 +288,15 @@ def event_layout(specs: list, own=None) -> tuple[int, int | None]:
 
 class StoreUpdates:
     "Accepted win and click notices -> `store.add_event` on the bid's store keys at its feature time; in process on the event loop, Redis in one background thread; counted, never raised."
-    def __init__(self, store, registry=None, max_pending: int = 10_000):
+    def __init__(self, store, registry=None, max_pending: int = 10_000, write_timeout_ms: float = 1000.0):
         from prometheus_client import Counter, REGISTRY
         self.store, self.max_pending = store, max_pending
         self.counter = Counter('rtb_feature_updates', 'Feature store updates from accepted notices (event imp | click; result ok | error | dropped)',
                                ['event', 'result'], registry=registry if registry is not None else REGISTRY)
         self.pending: set = set()                  # Redis writes queued or running
         self.offloop = isinstance(store, RedisStore)
+        if self.offloop:     # off the request path: own connections, with a patient timeout (the reads keep the bid path's)
+            self.store = RedisStore(store.url, timeout_ms=max(store.timeout_s * 1000, write_timeout_ms), prefix=store.prefix, max_connections=2)
         self._pool, self._failing = None, False
     def add(self, store_keys: tuple, event: str, bucket_s: int, keep: int | None) -> str:
         "Add event 'imp' or 'click' of a bid booked with `store_keys` (feature time, keys): 'ok' or 'error' (in process), 'queued' or 'dropped' (Redis)."
@@ -328,6 +330,7 @@ class StoreUpdates:
         if self.pending: await asyncio.wait(list(self.pending), timeout=timeout_s)
     def close(self):
         if self._pool is not None: self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.offloop: self.store.close()
 
 # %% ../nbs/14b_state.ipynb #edfa8ed6
 def make_store(s: Settings):
