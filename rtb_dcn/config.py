@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     scorer_threads: int = Field(1, ge=1)     # ONNX Runtime intra-op threads per scorer
     scorer_timeout_ms: float = Field(100.0, gt=0)  # remote scorers: per-call timeout
     micro_batching: bool = True              # collect concurrent requests into one scorer call
-    score_inline_rows: int = Field(0, ge=0)  # onnx: requests of at most this many imps are scored on the event loop (no thread hop; 0: never)
+    score_inline_rows: int = Field(1, ge=0)  # onnx: requests of at most this many imps are scored on the event loop (no thread hop, no tail; 0: never)
     max_batch: int = Field(64, ge=1)         # micro-batching: largest batch
     max_wait_ms: float = Field(0.0, ge=0)    # micro-batching: longest wait for a batch to fill (0: batch only what queued while the scorer was busy)
     feature_store: Literal['none', 'inprocess', 'redis'] = 'inprocess'  # where per-user/context aggregates live
