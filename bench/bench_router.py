@@ -1,9 +1,9 @@
 """Router latency/throughput benchmark -> report/latency_throughput/router.json (+ router_steps.csv, router.png).
 
     .venv/bin/python bench/bench_router.py                 # the full run (~5-8 minutes on 2 cores)
-    .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only bare,ort,inline,redis   # a smoke run
+    .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only bare,ort,handoff,redis   # a smoke run
 
-Each router variant (VARIANTS: ORT with micro-batching, ORT on the event loop, state in Redis; 1 and 2 workers) is
+Each router variant (VARIANTS: the defaults, every request handed to a thread, state in Redis; 1 and 2 workers) is
 ramped next to a bare FastAPI endpoint with the same number of workers IN THE SAME RUN, and reported as ratios to it
 (capacity at client p99 <= 10 ms, server CPU per request), with the machine's float32 matmul and Python loop speed
 (`machine.calibration`) next to the absolute numbers. Each variant is then run again at half of its capacity to
@@ -264,15 +264,16 @@ def synth_log(tmp: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------- main
 # router variants: name -> (uvicorn workers, what it is, `rtb-dcn serve` flags); each is compared with the bare endpoint
-# on the same number of workers. redis*: open bids, win stats and budgets in Redis (shared by the workers);
-# inline*: a one-imp request scored on the event loop (no thread hop).
+# on the same number of workers. ort*: the defaults (a one-imp request scored by ONNX Runtime on the event loop, larger
+# ones micro-batched in a worker thread); handoff*: every request handed to the micro-batcher's thread (the default
+# before score_inline_rows); redis*: the defaults with open bids, win stats and budgets in Redis (shared by the workers).
 VARIANTS = {
-    'ort': (1, 'in-process ORT, micro-batching on, state in process', {}),
-    'inline': (1, 'in-process ORT scored on the event loop, state in process', {'score_inline_rows': 1}),
-    'redis': (1, 'in-process ORT, micro-batching on, state in Redis', {'state': 'redis'}),
-    'ort2': (2, 'in-process ORT, micro-batching on, state per process', {'per_worker_state': True}),
-    'inline2': (2, 'in-process ORT on the event loop, state per process', {'per_worker_state': True, 'score_inline_rows': 1}),
-    'redis2': (2, 'in-process ORT, micro-batching on, state in Redis shared by both workers', {'state': 'redis'}),
+    'ort': (1, 'in-process ORT, one-imp requests on the event loop, state in process', {}),
+    'handoff': (1, 'in-process ORT, every request handed to the micro-batcher thread, state in process', {'score_inline_rows': 0}),
+    'redis': (1, 'in-process ORT, one-imp requests on the event loop, state in Redis', {'state': 'redis'}),
+    'ort2': (2, 'in-process ORT on the event loop, state per process', {'per_worker_state': True}),
+    'handoff2': (2, 'in-process ORT handed to the micro-batcher thread, state per process', {'per_worker_state': True, 'score_inline_rows': 0}),
+    'redis2': (2, 'in-process ORT on the event loop, state in Redis shared by both workers', {'state': 'redis'}),
 }
 
 
@@ -294,7 +295,7 @@ def main():
     ap.add_argument('--backend-qps', default='200,400,800,1200,1600', help='ramp of the TF / KServe backends')
     ap.add_argument('--step-s', type=float, default=5.0, help='seconds per load step')
     ap.add_argument('--concurrency', type=int, default=64, help='closed-loop concurrency of the micro-batching comparison')
-    ap.add_argument('--only', default='bare,ort,inline,redis,bare2,ort2,inline2,redis2,batching,tf,kserve',
+    ap.add_argument('--only', default='bare,ort,handoff,redis,bare2,ort2,handoff2,redis2,batching,tf,kserve',
                     help=f"which parts to run: bare, bare2 (2 uvicorn workers), router variants {', '.join(VARIANTS)}, batching, tf, kserve")
     a = ap.parse_args()
     t_start = time.time()
@@ -371,7 +372,7 @@ def main():
         if 'batching' in parts:
             res['micro_batching'] = {}
             for mb in ('on', 'off'):
-                s = router(f'router-mb-{mb}', run, tmp, features, micro_batching=mb)
+                s = router(f'router-mb-{mb}', run, tmp, features, micro_batching=mb, score_inline_rows=0)   # the batcher sees every request
                 try:
                     d = add('batching', [run_step(s, bodies, concurrency=a.concurrency, duration=a.step_s)])[0]
                     d['micro_batching'] = mb
