@@ -106,7 +106,7 @@ class CatField:
 
 @dataclass
 class DenseField:
-    "A column of the dense tensor: kind 'value' (clip, signed log1p, fill) or 'missing' (0/1 indicator of `source`)."
+    "A column of the dense tensor: kind 'value' (clip, signed log1p, standardise, fill) or 'missing' (0/1 indicator of `source`)."
     name: str
     source: str
     kind: str = 'value'
@@ -114,6 +114,8 @@ class DenseField:
     lo: float | None = None
     hi: float | None = None
     fill: float | None = None
+    mean: float | None = None    # standardised: (t - mean) / scale after clip and log1p (None: not standardised)
+    scale: float | None = None
 
 # %% ../nbs/02_features.ipynb #b756e40e
 @dataclass(eq=True, repr=False)
@@ -158,6 +160,12 @@ class FeatureSpec:
         self._dense_in = [f.name for f in vals]
         self._lo = np.array([f.lo for f in vals], np.float64); self._hi = np.array([f.hi for f in vals], np.float64)
         self._log = np.array([f.log1p for f in vals], bool); self._fill = np.array([f.fill for f in vals], np.float64)
+        for f in self.dense_fields:
+            if (f.mean is None) != (f.scale is None) or (f.mean is not None and not (f.kind == 'value' and math.isfinite(f.mean) and math.isfinite(f.scale) and f.scale > 0)):
+                raise RtbError(f"{f.name}: mean {f.mean!r} / scale {f.scale!r} is invalid; expected both unset, or a finite mean and a finite scale > 0 on a 'value' field")
+        self._mu = np.array([0.0 if f.mean is None else f.mean for f in vals], np.float64)
+        self._sc = np.array([1.0 if f.scale is None else f.scale for f in vals], np.float64)
+        self._std = any(f.mean is not None for f in vals)   # no standardised field: the step is skipped
         self._ind = np.array([self._dense_in.index(f.source) for f in self.dense_fields if f.kind == 'missing'], np.int64)
         self._known = set(self._cat_names) | set(self._dense_in) | set(META_COLUMNS)
 
@@ -187,6 +195,7 @@ def _dense_out(self: FeatureSpec, X: np.ndarray) -> np.ndarray:
     miss = np.isnan(X)
     T = np.clip(X, self._lo, self._hi)
     T = np.where(self._log, np.copysign(np.log1p(np.abs(T)), T), T)
+    if self._std: T = (T - self._mu) / self._sc             # 0 / 1 on the fields without standardisation: exact
     T = np.where(miss, self._fill, T)
     if len(self._ind): T = np.hstack([T, miss[:, self._ind]])
     return T.astype(np.float32)
@@ -195,23 +204,25 @@ _SMALL_N = 4   # up to this many rows (a bid request's imps), plain Python: nump
 
 @patch
 def _small_cols(self: FeatureSpec):
-    "(per value field (lo, hi, log1p, fill), indicator sources) as Python values, cached; None when a bound or fill is unset (NaN: numpy's rules apply)."
+    "(per value field (lo, hi, log1p, fill, mean, scale), indicator sources, any standardised) as Python values, cached; None when a bound or fill is unset (NaN: numpy's rules apply)."
     c = self.__dict__.get('_small')
     if c is None:
         ok = not (np.isnan(self._lo).any() or np.isnan(self._hi).any() or np.isnan(self._fill).any())
-        c = self.__dict__['_small'] = (list(zip(self._lo.tolist(), self._hi.tolist(), self._log.tolist(), self._fill.tolist())), self._ind.tolist()) if ok else False
+        cols = list(zip(self._lo.tolist(), self._hi.tolist(), self._log.tolist(), self._fill.tolist(), self._mu.tolist(), self._sc.tolist()))
+        c = self.__dict__['_small'] = (cols, self._ind.tolist(), self._std) if ok else False
     return c or None
 
 @patch
 def _dense_out_small(self: FeatureSpec, X: np.ndarray, small) -> np.ndarray:
     "`_dense_out` of a few rows with `math` on Python floats: the same float64 operations, so the same float32 result."
-    (cols, ind), out = small, []
+    (cols, ind, std), out = small, []
     for row in X.tolist():
         t = []
-        for v, (lo, hi, lg, fill) in zip(row, cols):
+        for v, (lo, hi, lg, fill, mu, sc) in zip(row, cols):
             if v != v: t.append(fill); continue                        # NaN: missing
             v = min(max(v, lo), hi)                                     # np.clip
-            t.append(math.copysign(math.log1p(abs(v)), v) if lg else v)
+            if lg: v = math.copysign(math.log1p(abs(v)), v)
+            t.append((v - mu) / sc if std else v)
         t += [1.0 if row[j] != row[j] else 0.0 for j in ind]
         out.append(t)
     return np.array(out, np.float32).reshape(len(out), len(self.dense_fields))
@@ -247,6 +258,7 @@ def fit(cls: FeatureSpec, data: pd.DataFrame | Iterable[pd.DataFrame], schema=No
         max_vocab: int | Mapping | None = None,    # vocab: keep at most this many most frequent values
         buckets: int | Mapping = 1 << 20,          # hash: number of buckets
         log1p: bool | Iterable[str] = True,        # signed log1p on these dense fields
+        standardize: bool | Iterable[str] = False, # standardise these dense fields after clip + log1p (training mean / sd)
         clip_quantiles: tuple[float, float] = (0.0, 0.999),  # dense clip bounds = these training quantiles
         missing_indicators: bool | Iterable[str] = False,     # add 0/1 columns (True: fields with missing values)
         fill: float | Mapping = 0.0,               # dense value for a missing input (after the transforms)
@@ -304,7 +316,13 @@ def fit(cls: FeatureSpec, data: pd.DataFrame | Iterable[pd.DataFrame], schema=No
     for j, n in enumerate(den):
         x = sample[:, j][~np.isnan(sample[:, j])].astype(np.float64)
         lo, hi = (float(np.quantile(x, qlo)), float(np.quantile(x, qhi))) if len(x) else (0.0, 0.0)
-        dfs.append(DenseField(n, n, 'value', log1p=_in(log1p, n), lo=lo, hi=hi, fill=float(_opt(fill, n, 0.0))))
+        f = DenseField(n, n, 'value', log1p=_in(log1p, n), lo=lo, hi=hi, fill=float(_opt(fill, n, 0.0)))
+        if _in(standardize, n):   # mean / sd of the sample after clip + log1p (the encoder's own float64 steps)
+            t = np.clip(x, lo, hi)
+            if f.log1p: t = np.copysign(np.log1p(np.abs(t)), t)
+            sd = float(t.std()) if len(t) else 0.0
+            f.mean, f.scale = (float(t.mean()) if len(t) else 0.0), (sd if sd > 1e-12 else 1.0)   # a constant field: shifted only
+        dfs.append(f)
         if (n_miss[j] > 0 if missing_indicators is True else _in(missing_indicators, n)):
             inds.append(DenseField(f'{n}_missing', n, 'missing'))
     return cls(cfs, dfs + inds, seed=seed, key=key, fmt=fmt or getattr(schema, 'name', None), n_rows_fit=n_rows)
