@@ -23,8 +23,8 @@ from .auction import check_replay_log, replay_counts, whole_bids
 __all__ = ['NAN', 'SRM_ALPHA', 'DECISIONS', 'OUTCOMES', 'PROPORTIONS', 'RATIOS', 'proportion_ci', 'two_proportion_test',
            'ratio_ci', 'ratio_diff_test', 'srm_check', 'read_jsonl', 'join_logs', 'arm_metrics', 'compare_arms',
            'stability', 'assignment_counts', 'analyze', 'arms_table', 'report_markdown', 'summary_line',
-           'parse_weights', 'ab_report_cli', 'experiment_log', 'replay_outcomes', 'split_users', 'ab_outcomes',
-           'two_arms', 'aa_false_positive', 'write_logs']
+           'experiment_log', 'replay_outcomes', 'split_users', 'ab_outcomes', 'two_arms', 'aa_false_positive',
+           'write_logs']
 
 # %% ../nbs/21_experiments.ipynb #7d8c44b2
 NAN = float('nan')
