@@ -201,7 +201,8 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
                                                 chunk_rows=chunk_rows, nrows=nrows, on_bad_lines=on_bad_lines))
     t0 = time.time()
     dense = [*SCHEMAS[cfg.format].dense, *scfg.names] if scfg else None
-    spec = FeatureSpec.fit(part('train')(), SCHEMAS[cfg.format], dense=dense, min_count=cfg.min_count, seed=cfg.seed, fmt=cfg.format)
+    spec = FeatureSpec.fit(part('train')(), SCHEMAS[cfg.format], dense=dense, min_count=cfg.min_count, seed=cfg.seed, fmt=cfg.format,
+                           standardize=scfg.names if scfg else False)   # store features at unit scale (see "Store features")
     if scfg: spec.extra['store_features'] = scfg.to_dict()     # what the router computes them with (notebook 14a)
     n_train = spec.n_rows_fit
     if n_train == 0: raise RtbError(f"{data}: the train split is empty; expected rows (check --nrows and the file)")
