@@ -33,8 +33,10 @@ def srv(runs, start_router):
 @pytest.fixture(scope="module")
 def tight(runs, start_router):
     "The router with tight limits: one POST request served at a time, 64 connections."
+    # every request is scored in a worker thread (score_inline_rows 0), so a request is still in flight, awaiting its
+    # pCTR, when the next one arrives; scored on the event loop a one-imp request never yields while scoring
     s = start_router(runs["run"], env={"RTB_MAX_CONCURRENT_REQUESTS": 1, "RTB_MAX_CONNECTIONS": 64,
-                                       "RTB_TMAX_DEFAULT_MS": 2000})
+                                       "RTB_TMAX_DEFAULT_MS": 2000, "RTB_SCORE_INLINE_ROWS": 0})
     yield s
     s.stop()
 
