@@ -5,7 +5,8 @@ against one budget and a win notice finds its bid whichever worker receives it."
 
 # %% ../nbs/14d_sharedstate.ipynb #f8fccec4
 from __future__ import annotations
-import json, logging, time
+import asyncio, json, logging, time
+from collections import deque
 from fastcore.basics import patch
 from .config import RtbError
 from .units import cpm_to_cost, cost_to_cpm, to_price_units
@@ -13,7 +14,7 @@ from .bidding import BudgetPacer
 from .state import WinOutcome, LocalBids, COUNTS, EVENTS, online_stats
 
 # %% auto #0
-__all__ = ['log', 'StateUnavailable', 'RedisBids', 'RedisReloadRecord']
+__all__ = ['log', 'PipelinedScripts', 'StateUnavailable', 'RedisBids', 'RedisReloadRecord']
 
 # %% ../nbs/14d_sharedstate.ipynb #9d3ff4f2
 log = logging.getLogger('rtb_dcn.sharedstate')
@@ -153,6 +154,79 @@ return {status, expired}
 # ARGV: prefix, now, notice_s
 _EXPIRE = _PURGE + "return purge(ARGV[1], tonumber(ARGV[2]), math.ceil(2000 * tonumber(ARGV[3])))"
 
+# %% ../nbs/14d_sharedstate.ipynb #f1a2b3c5
+class _Resp(asyncio.Protocol):
+    "The RESP2 side of `PipelinedScripts`: replies parsed by hiredis, matched in order to the waiting futures."
+    def __init__(self):
+        import hiredis
+        self.reader, self.waiting, self.transport, self.lost = hiredis.Reader(encoding='utf-8', errors='replace'), deque(), None, None
+        self._error = hiredis.ReplyError
+    def connection_made(self, transport): self.transport, self.loop = transport, asyncio.get_running_loop()
+    def data_received(self, data):
+        self.reader.feed(data)
+        while (r := self.reader.gets()) is not False:
+            fut = self.waiting.popleft()
+            if fut.done(): continue                     # its caller timed out: the reply is dropped, the order kept
+            if isinstance(r, self._error): fut.set_exception(_ScriptError(str(r)))
+            else: fut.set_result(r)
+    def connection_lost(self, exc):
+        self.lost = ConnectionError(f'redis: connection lost ({exc or "closed by the server"})')
+        while self.waiting:
+            fut = self.waiting.popleft()
+            if not fut.done(): fut.set_exception(ConnectionError(str(self.lost)))
+
+class _ScriptError(Exception):
+    "An error reply (e.g. NOSCRIPT, a Lua error)."
+
+def _pack(args) -> bytes:
+    "A RESP2 command: an array of bulk strings."
+    out = [b'*%d\r\n' % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b'$%d\r\n%s\r\n' % (len(b), b))
+    return b''.join(out)
+
+class PipelinedScripts:
+    "`EVALSHA` on one pipelined connection to `url` (redis://[:password@]host:port/db); `timeout_s` per call."
+    def __init__(self, url: str, timeout_s: float):
+        from redis.asyncio.connection import parse_url
+        o = parse_url(url)
+        self.host, self.port, self.db = o.get('host', '127.0.0.1'), int(o.get('port', 6379)), int(o.get('db', 0) or 0)
+        self.password, self.username, self.timeout_s = o.get('password'), o.get('username'), timeout_s
+        self._proto: _Resp | None = None
+        self._connecting: asyncio.Future | None = None
+    async def _connect(self) -> _Resp:
+        loop = asyncio.get_running_loop()
+        _, proto = await asyncio.wait_for(loop.create_connection(_Resp, self.host, self.port), self.timeout_s)
+        hello = ([['AUTH', *([self.username] if self.username else []), self.password]] if self.password else []) + ([['SELECT', self.db]] if self.db else [])
+        for cmd in hello: await self._send(proto, cmd)
+        return proto
+    async def _proto_now(self) -> _Resp:
+        p, loop = self._proto, asyncio.get_running_loop()
+        if p is not None and p.lost is None and p.loop is loop: return p
+        if p is not None and p.loop is not loop: self._proto = None          # made on another event loop (a test's earlier asyncio.run)
+        if self._connecting is not None and self._connecting.get_loop() is not loop: self._connecting = None
+        if self._connecting is None:                 # one connect for every caller waiting on it
+            self._connecting = asyncio.ensure_future(self._connect())
+        try: self._proto = await asyncio.shield(self._connecting)
+        except asyncio.TimeoutError: raise TimeoutError(f'redis {self.host}:{self.port}: no connection within {self.timeout_s}s') from None
+        finally:
+            if self._connecting is not None and self._connecting.done(): self._connecting = None
+        return self._proto
+    async def _send(self, proto: _Resp, args):
+        fut = asyncio.get_running_loop().create_future()
+        proto.waiting.append(fut)
+        proto.transport.write(_pack(args))
+        try:
+            async with asyncio.timeout(self.timeout_s): return await fut
+        except TimeoutError: raise TimeoutError(f'redis {self.host}:{self.port}: no answer within {self.timeout_s}s') from None
+    async def evalsha(self, sha: str, keys: list, args: list):
+        "The script's reply; `_ScriptError` for an error reply, ConnectionError / TimeoutError when Redis does not answer."
+        return await self._send(await self._proto_now(), ['EVALSHA', sha, len(keys), *keys, *args])
+    def close(self):
+        if self._proto is not None and self._proto.transport is not None: self._proto.transport.close()
+        self._proto = None
+
 # %% ../nbs/14d_sharedstate.ipynb #c86ef6e8
 class StateUnavailable(Exception):
     "The shared bid book is down and no fallback is configured (settings.state_fallback 'nobid')."
@@ -181,6 +255,7 @@ class RedisBids:
         self.local: LocalBids | None = None     # the fallback book of the outage, replayed into Redis by `recover`
         self._used: dict[str, tuple[int, float]] = {}   # campaign -> (pacing window, spent + reserved) at the last booking
         self._client = None
+        self._fast = PipelinedScripts(url, self.timeout_s)   # the scripts' calls: one pipelined connection (above)
     @property
     def client(self):
         if self._client is None:
@@ -195,7 +270,11 @@ class RedisBids:
         return self._client
     async def _run(self, name: str, args: list):
         c = self.client
-        try: return await self._scripts[name](args=[self.prefix, *args], client=c)
+        try:
+            try: return await self._fast.evalsha(self._scripts[name].sha, [], [self.prefix, *args])
+            except _ScriptError as e:
+                if not str(e).startswith('NOSCRIPT'): raise RtbError(f'redis state: script {name!r} failed ({e})') from None
+            return await self._scripts[name](args=[self.prefix, *args], client=c)   # loads the script (a restarted Redis)
         except _FAILURES as e:
             self._went_down(e); raise
     def _expired(self, arms: list):
@@ -210,6 +289,7 @@ class RedisBids:
         return {'fallback': self.fallback, 'down': self.down, 'pending': len(self.local.journal) if self.local is not None else 0}
     async def aclose(self):
         if self._client is not None: await self._client.aclose(); self._client = None
+        self._fast.close()
 
 # %% ../nbs/14d_sharedstate.ipynb #35b24cfa
 @patch
