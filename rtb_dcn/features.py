@@ -116,6 +116,8 @@ class DenseField:
     fill: float | None = None
     mean: float | None = None    # standardised: (t - mean) / scale after clip and log1p (None: not standardised)
     scale: float | None = None
+    logit: bool | None = None    # a rate: log(t / (1 - t)) after clip (instead of log1p)
+    unit: float | None = None    # divide by this after clip, before log1p (e.g. seconds -> hours)
 
 # %% ../nbs/02_features.ipynb #b756e40e
 @dataclass(eq=True, repr=False)
@@ -161,11 +163,16 @@ class FeatureSpec:
         self._lo = np.array([f.lo for f in vals], np.float64); self._hi = np.array([f.hi for f in vals], np.float64)
         self._log = np.array([f.log1p for f in vals], bool); self._fill = np.array([f.fill for f in vals], np.float64)
         for f in self.dense_fields:
+            if (f.logit and f.log1p) or (f.unit is not None and not (math.isfinite(f.unit) and f.unit > 0)):
+                raise RtbError(f"{f.name}: log1p {f.log1p!r} / logit {f.logit!r} / unit {f.unit!r} is invalid; expected at most one of log1p and logit, and a finite unit > 0")
             if (f.mean is None) != (f.scale is None) or (f.mean is not None and not (f.kind == 'value' and math.isfinite(f.mean) and math.isfinite(f.scale) and f.scale > 0)):
                 raise RtbError(f"{f.name}: mean {f.mean!r} / scale {f.scale!r} is invalid; expected both unset, or a finite mean and a finite scale > 0 on a 'value' field")
         self._mu = np.array([0.0 if f.mean is None else f.mean for f in vals], np.float64)
         self._sc = np.array([1.0 if f.scale is None else f.scale for f in vals], np.float64)
         self._std = any(f.mean is not None for f in vals)   # no standardised field: the step is skipped
+        self._unit = np.array([1.0 if f.unit is None else f.unit for f in vals], np.float64)
+        self._logit = np.array([bool(f.logit) for f in vals], bool)
+        self._pre = any(f.unit is not None for f in vals) or bool(self._logit.any())   # no unit, no logit: skipped
         self._ind = np.array([self._dense_in.index(f.source) for f in self.dense_fields if f.kind == 'missing'], np.int64)
         self._known = set(self._cat_names) | set(self._dense_in) | set(META_COLUMNS)
 
@@ -194,12 +201,17 @@ def _dense_out(self: FeatureSpec, X: np.ndarray) -> np.ndarray:
     X = X.astype(np.float64)
     miss = np.isnan(X)
     T = np.clip(X, self._lo, self._hi)
+    if self._pre:
+        T = T / self._unit                                   # 1 on the fields without a unit: exact
+        P = np.clip(T, _RATE_EPS, 1 - _RATE_EPS)             # logit = log1p(p - 1) - log1p(-p): log1p only, as in `math`
+        T = np.where(self._logit, np.log1p(P - 1) - np.log1p(-P), T)
     T = np.where(self._log, np.copysign(np.log1p(np.abs(T)), T), T)
     if self._std: T = (T - self._mu) / self._sc             # 0 / 1 on the fields without standardisation: exact
     T = np.where(miss, self._fill, T)
     if len(self._ind): T = np.hstack([T, miss[:, self._ind]])
     return T.astype(np.float32)
 
+_RATE_EPS = 1e-6   # a logit field's rate is clipped to [eps, 1 - eps]
 _SMALL_N = 4   # up to this many rows (a bid request's imps), plain Python: numpy's per-call overhead (8 calls, ~2 us each) dominates
 
 @patch
@@ -208,19 +220,23 @@ def _small_cols(self: FeatureSpec):
     c = self.__dict__.get('_small')
     if c is None:
         ok = not (np.isnan(self._lo).any() or np.isnan(self._hi).any() or np.isnan(self._fill).any())
-        cols = list(zip(self._lo.tolist(), self._hi.tolist(), self._log.tolist(), self._fill.tolist(), self._mu.tolist(), self._sc.tolist()))
-        c = self.__dict__['_small'] = (cols, self._ind.tolist(), self._std) if ok else False
+        cols = list(zip(self._lo.tolist(), self._hi.tolist(), self._log.tolist(), self._fill.tolist(), self._mu.tolist(), self._sc.tolist(),
+                        self._unit.tolist(), self._logit.tolist()))
+        c = self.__dict__['_small'] = (cols, self._ind.tolist(), self._std, self._pre) if ok else False
     return c or None
 
 @patch
 def _dense_out_small(self: FeatureSpec, X: np.ndarray, small) -> np.ndarray:
     "`_dense_out` of a few rows with `math` on Python floats: the same float64 operations, so the same float32 result."
-    (cols, ind, std), out = small, []
+    (cols, ind, std, pre), out = small, []
     for row in X.tolist():
         t = []
-        for v, (lo, hi, lg, fill, mu, sc) in zip(row, cols):
+        for v, (lo, hi, lg, fill, mu, sc, unit, lt) in zip(row, cols):
             if v != v: t.append(fill); continue                        # NaN: missing
             v = min(max(v, lo), hi)                                     # np.clip
+            if pre:
+                v = v / unit
+                if lt: p = min(max(v, _RATE_EPS), 1 - _RATE_EPS); v = math.log1p(p - 1) - math.log1p(-p)
             if lg: v = math.copysign(math.log1p(abs(v)), v)
             t.append((v - mu) / sc if std else v)
         t += [1.0 if row[j] != row[j] else 0.0 for j in ind]
@@ -259,6 +275,8 @@ def fit(cls: FeatureSpec, data: pd.DataFrame | Iterable[pd.DataFrame], schema=No
         buckets: int | Mapping = 1 << 20,          # hash: number of buckets
         log1p: bool | Iterable[str] = True,        # signed log1p on these dense fields
         standardize: bool | Iterable[str] = False, # standardise these dense fields after clip + log1p (training mean / sd)
+        logit: bool | Iterable[str] = False,       # these dense fields are rates: logit instead of log1p
+        unit: float | Mapping | None = None,       # divide these dense fields by this after clip, before log1p
         clip_quantiles: tuple[float, float] = (0.0, 0.999),  # dense clip bounds = these training quantiles
         missing_indicators: bool | Iterable[str] = False,     # add 0/1 columns (True: fields with missing values)
         fill: float | Mapping = 0.0,               # dense value for a missing input (after the transforms)
@@ -316,9 +334,12 @@ def fit(cls: FeatureSpec, data: pd.DataFrame | Iterable[pd.DataFrame], schema=No
     for j, n in enumerate(den):
         x = sample[:, j][~np.isnan(sample[:, j])].astype(np.float64)
         lo, hi = (float(np.quantile(x, qlo)), float(np.quantile(x, qhi))) if len(x) else (0.0, 0.0)
-        f = DenseField(n, n, 'value', log1p=_in(log1p, n), lo=lo, hi=hi, fill=float(_opt(fill, n, 0.0)))
-        if _in(standardize, n):   # mean / sd of the sample after clip + log1p (the encoder's own float64 steps)
-            t = np.clip(x, lo, hi)
+        lt, u = _in(logit, n), _opt(unit, n)
+        f = DenseField(n, n, 'value', log1p=_in(log1p, n) and not lt, lo=lo, hi=hi, fill=float(_opt(fill, n, 0.0)),
+                       logit=lt or None, unit=None if u is None else float(u))
+        if _in(standardize, n):   # mean / sd of the sample after the transforms (the encoder's own float64 steps)
+            t = np.clip(x, lo, hi) / (f.unit or 1.0)
+            if f.logit: p = np.clip(t, _RATE_EPS, 1 - _RATE_EPS); t = np.log1p(p - 1) - np.log1p(-p)
             if f.log1p: t = np.copysign(np.log1p(np.abs(t)), t)
             sd = float(t.std()) if len(t) else 0.0
             f.mean, f.scale = (float(t.mean()) if len(t) else 0.0), (sd if sd > 1e-12 else 1.0)   # a constant field: shifted only
