@@ -15,8 +15,8 @@ from .config import RtbError, load_settings
 from .models import ModelConfig, error_line
 
 # %% auto #0
-__all__ = ['ctr_metrics', 'TrainConfig', 'load_experiment', 'batches', 'tf_dataset', 'with_store_features', 'predict',
-           'clear_exports', 'train']
+__all__ = ['ctr_metrics', 'TrainConfig', 'load_experiment', 'batches', 'tf_dataset', 'with_store_features', 'store_encoding',
+           'predict', 'clear_exports', 'train']
 
 # %% ../nbs/05_train.ipynb #77ab1d95
 def ctr_metrics(labels, pctr, eps: float = 1e-7) -> dict:
@@ -134,6 +134,11 @@ def with_store_features(df, cfg: TrainConfig):
     out.attrs = dict(df.attrs)
     return out, scfg
 
+def store_encoding(scfg) -> dict:
+    "FeatureSpec.fit options of the store features: smoothed CTRs as logit, recencies in log1p(hours), all standardised."
+    return dict(standardize=scfg.names, logit=[n for n in scfg.names if '_ctr_' in n],
+                unit={n: 3600.0 for n in scfg.names if n.endswith('_recency_s')})
+
 # %% ../nbs/05_train.ipynb #516065c5
 def _progress():
     import keras
@@ -202,7 +207,7 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
     t0 = time.time()
     dense = [*SCHEMAS[cfg.format].dense, *scfg.names] if scfg else None
     spec = FeatureSpec.fit(part('train')(), SCHEMAS[cfg.format], dense=dense, min_count=cfg.min_count, seed=cfg.seed, fmt=cfg.format,
-                           standardize=scfg.names if scfg else False)   # store features at unit scale (see "Store features")
+                           **(store_encoding(scfg) if scfg else {}))   # see "Store features"
     if scfg: spec.extra['store_features'] = scfg.to_dict()     # what the router computes them with (notebook 14a)
     n_train = spec.n_rows_fit
     if n_train == 0: raise RtbError(f"{data}: the train split is empty; expected rows (check --nrows and the file)")
