@@ -11,8 +11,9 @@ and half the rows belong to users with 10+ visits. base_ctr 0.05 (not iPinYou's 
 carry ~9k clicks and a user's past CTR can be measured at all.
 Model: experiment DCN_default of configs/experiments/dcn_ipinyou.yaml (time-ordered split 60% train / 6.67% valid /
 33.33% test, the same split in every run), trained by `rtb_dcn.train.train` without and with `store_features=True`
-(the TrainConfig key that adds the store's point-in-time aggregates as dense fields: clipped, signed log1p and
-standardised by FeatureSpec, as the product trains and serves them); one run per training seed.
+(the TrainConfig key that adds the store's point-in-time aggregates as dense fields, encoded by FeatureSpec as the
+product trains and serves them: rtb_dcn.train.store_encoding, counts log1p, smoothed CTRs logit, recencies log1p of
+hours, all clipped and standardised); one run per training seed.
 Metrics on the test rows: logloss, AUC, and the oracle (true pCTR) logloss/AUC; for (a) also the oracle without the
 user offset (the best a model that cannot see the user's history can do), so the gap store features can close is
 shown. Gain = relative test logloss reduction (without - with) / without, per seed; its uncertainty: the spread over
@@ -25,9 +26,9 @@ Diagnostics, not the product (each wraps rtb_dcn in this process only):
 (after FeatureSpec's encoding), writes store_features_standardised.{json,md}; it was the evidence for the product's
 standardisation of the store features (before it, recency in seconds and counts reached the network as log1p values
 up to ~15, CTRs as ~0.05, and the store features made the model worse).
---store-raw logit gives the store features another raw form before FeatureSpec: the smoothed CTRs as logit(ctr), the
-recencies as log1p(hours), neither through FeatureSpec's log1p (still clipped and standardised); writes
-store_features_logit.{json,md}. It tells whether that form would be worth making the product's.
+--store-raw log1p encodes the store features as the product did before the logit/hours forms (clipped, signed log1p of
+the raw CTRs and seconds, standardised); writes store_features_log1p.{json,md}. (store_features_logit.{json,md} is the
+earlier diagnostic that made logit/hours the product's form: it gave those forms to the raw values before FeatureSpec.)
 Runs go to data/bench/runs/store_features/<log>_<arm>_s<seed>/.
 """
 import argparse, contextlib, json, sys, time
@@ -108,27 +109,13 @@ def standardised_dense():
     finally: FeatureSpec.fit, FeatureSpec.encode = classmethod(fit0), enc0
 
 @contextlib.contextmanager
-def store_raw_logit():
-    "Within the block, the store CTRs reach FeatureSpec as logit(ctr) and the recencies as log1p(hours), both without its log1p."
+def store_raw_log1p():
+    "Within the block, the store features are encoded without logit and units (clip, signed log1p, standardise)."
     import rtb_dcn.train as T
-    from rtb_dcn.features import FeatureSpec
-    wsf0, fit0 = T.with_store_features, FeatureSpec.fit.__func__
-    is_raw = lambda n: '_ctr_' in n or n.endswith('_recency_s')
-    def wsf(df, cfg):
-        out, scfg = wsf0(df, cfg)
-        new = {}
-        for n in scfg.names:
-            x = out[n].to_numpy(np.float64)
-            if '_ctr_' in n: x = np.clip(x, 1e-6, 1 - 1e-6); new[n] = np.log(x) - np.log1p(-x)
-            elif n.endswith('_recency_s'): new[n] = np.log1p(x / 3600.0)
-        res = out.assign(**new); res.attrs = dict(out.attrs)
-        return res, scfg
-    def fit(cls, data, *args, **kw):
-        if any(is_raw(n) for n in kw.get('dense') or []): kw['log1p'] = [n for n in kw['dense'] if not is_raw(n)]
-        return fit0(cls, data, *args, **kw)
-    T.with_store_features, FeatureSpec.fit = wsf, classmethod(fit)
+    enc0 = T.store_encoding
+    T.store_encoding = lambda scfg: dict(standardize=scfg.names)
     try: yield
-    finally: T.with_store_features, FeatureSpec.fit = wsf0, classmethod(fit0)
+    finally: T.store_encoding = enc0
 
 def weighted_logloss(y, p, w, eps=1e-7):
     "Logloss of each weight vector (rows of `w`)."
@@ -183,7 +170,8 @@ def run_log(name: str, effect: float, a, cfg0, seeds, arms) -> dict:
             runs.append(dict(arm=arm, seed=s, run=rel(run), config_hash=cfg.hash(), logloss=m['logloss'], auc=m['auc'],
                              calibration=m['calibration'], epochs=m['epochs'], best_epoch=m['best_epoch'],
                              params=m['params'], fit_seconds=m['fit_seconds'],
-                             dense_fields=_dense_fields(run), standardised_fields=_dense_fields(run, standardised=True)))
+                             dense_fields=_dense_fields(run), standardised_fields=_dense_fields(run, standardised=True),
+                             logit_fields=_dense_fields(run, key='logit'), unit_fields=_dense_fields(run, key='unit')))
     ref = tests[arms[0], seeds[0]]
     for k, df in tests.items():
         if not np.array_equal(df.row.to_numpy(), ref.row.to_numpy()): raise SystemExit(f"{name}: run {k} has other test rows than {arms[0]}, seed {seeds[0]}")
@@ -209,13 +197,13 @@ def run_log(name: str, effect: float, a, cfg0, seeds, arms) -> dict:
     r['runs'], r['seconds'] = runs, time.time() - t0
     return r
 
-def _dense_fields(run: Path, standardised: bool = False) -> list[str]:
-    "The dense fields of the run's input_spec.json (where the store features show up); those FeatureSpec standardises."
+def _dense_fields(run: Path, standardised: bool = False, key: str | None = None) -> list[str]:
+    "The dense fields of the run's input_spec.json (where the store features show up); those FeatureSpec standardises; those with `key` set."
     try: spec = json.loads((run / 'input_spec.json').read_text())
     except (OSError, ValueError): return []
     fields = spec.get('dense') or spec.get('dense_fields') or []
     return [f['name'] if isinstance(f, dict) else f for f in fields
-            if not standardised or (isinstance(f, dict) and f.get('scale') is not None)]
+            if not (standardised or key) or (isinstance(f, dict) and f.get('scale' if standardised else key) is not None)]
 
 def verdicts(res: dict) -> dict:
     "(a) a win: the 95% interval of the gain lies above 0; (b) no measurable cost: the interval reaches 0 or above."
@@ -243,12 +231,18 @@ def markdown(res: dict) -> str:
         n_std = sorted({len(x['standardised_fields']) for x in withs}); n_den = sorted({len(x['dense_fields']) for x in withs})
         L += [f"Encoding of the `with` runs (their input_spec.json): {'/'.join(map(str, n_den))} dense fields, of which "
               f"{'/'.join(map(str, n_std))} standardised by FeatureSpec (the store features: clip, signed log1p, (t - mean) / scale)"
+              + (f"; {'/'.join(sorted({str(len(x['logit_fields'])) for x in withs}))} of them as logit (the smoothed CTRs) and "
+                 f"{'/'.join(sorted({str(len(x['unit_fields'])) for x in withs}))} divided by a unit before log1p (the recencies, in hours)"
+                 if withs[0].get('logit_fields') else '')
               + ("; store CTRs as logit and recencies as log1p(hours) before it, without its log1p (diagnostic)" if res.get('store_raw') == 'logit' else '')
               + '.', '']
     if res.get('missing'): L += [f"**Not measured:** {res['missing']}", '']
     if res.get('standardised_dense'):
         L += ["**Diagnostic, not the product:** every dense input of both arms z-scored with the train rows' mean/sd "
               "(FeatureSpec wrapped in the benchmark process); the product's encoder is measured in store_features.md.", '']
+    elif res.get('store_raw') == 'log1p':
+        L += ["**Diagnostic, not the product:** the store features encoded as clipped, signed log1p of the raw CTRs and "
+              "seconds, standardised (the product's encoding before the logit/hours forms); the product is measured in store_features.md.", '']
     elif res.get('store_raw') == 'logit':
         L += ["**Diagnostic, not the product:** the store features reach FeatureSpec in another raw form (CTR as logit, "
               "recency as log1p(hours)); the product's encoding is measured in store_features.md.", '']
@@ -297,15 +291,15 @@ def main():
     ap.add_argument('--name', default=None, help='output name under report/benchmarks/ (default: store_features, '
                     'or store_features_standardised with --standardise-dense)')
     ap.add_argument('--standardise-dense', action='store_true', help='diagnostic: z-score the dense inputs of both arms (train mean/sd)')
-    ap.add_argument('--store-raw', choices=('product', 'logit'), default='product',
-                    help="diagnostic 'logit': store CTRs as logit(ctr), recencies as log1p(hours), before FeatureSpec")
+    ap.add_argument('--store-raw', choices=('product', 'log1p'), default='product',
+                    help="diagnostic 'log1p': the store features without logit and hours (clip, signed log1p, standardise)")
     ap.add_argument('--render', default=None, help='only write the markdown of this results JSON next to it (no training)')
     a = ap.parse_args()
     if a.render:
         p = Path(a.render); p.with_suffix('.md').write_text(markdown(json.loads(p.read_text())))
         print(f"bench_store_features: {rel(p.with_suffix('.md'))} from {rel(p)}"); return
-    if a.standardise_dense and a.store_raw != 'product': raise SystemExit("--standardise-dense and --store-raw logit: one diagnostic at a time")
-    a.name = a.name or ('store_features_standardised' if a.standardise_dense else 'store_features_logit' if a.store_raw == 'logit' else 'store_features')
+    if a.standardise_dense and a.store_raw != 'product': raise SystemExit("--standardise-dense and --store-raw log1p: one diagnostic at a time")
+    a.name = a.name or ('store_features_standardised' if a.standardise_dense else 'store_features_log1p' if a.store_raw == 'log1p' else 'store_features')
     t0 = time.time()
     from rtb_dcn.train import load_experiment, TrainConfig
     seeds = [int(s) for s in a.seeds.split(',') if s]
@@ -323,9 +317,9 @@ def main():
     for i, (name, eff) in enumerate(logs):
         log(f"[{i + 1}/{len(logs)}] log {name} (σ = {eff:g}), arms {', '.join(arms)}, seeds {', '.join(map(str, seeds))}"
             + (', dense inputs standardised (diagnostic)' if a.standardise_dense else ''))
-        diag = standardised_dense() if a.standardise_dense else store_raw_logit() if a.store_raw == 'logit' else contextlib.nullcontext()
+        diag = standardised_dense() if a.standardise_dense else store_raw_log1p() if a.store_raw == 'log1p' else contextlib.nullcontext()
         with diag:
-            res_logs.append(run_log(name + ('_std' if a.standardise_dense else '_logit' if a.store_raw == 'logit' else ''), eff, a, cfg0, seeds, arms))
+            res_logs.append(run_log(name + ('_std' if a.standardise_dense else '_log1p' if a.store_raw == 'log1p' else ''), eff, a, cfg0, seeds, arms))
     res = dict(command=command(), config_file=rel(a.config), experiment=a.experiment, config=cfg0.flat(), rows=a.rows,
                data_seed=DATA_SEED, base_ctr=a.base_ctr, users=a.users, user_zipf=a.user_zipf, seeds=seeds, boot=a.boot,
                arms=list(arms), missing=missing, standardised_dense=a.standardise_dense, store_raw=a.store_raw, logs=res_logs, machine=machine(), seconds=time.time() - t0)
