@@ -230,10 +230,10 @@ def markdown(res: dict) -> str:
     if withs and 'standardised_fields' in withs[0]:
         n_std = sorted({len(x['standardised_fields']) for x in withs}); n_den = sorted({len(x['dense_fields']) for x in withs})
         L += [f"Encoding of the `with` runs (their input_spec.json): {'/'.join(map(str, n_den))} dense fields, of which "
-              f"{'/'.join(map(str, n_std))} standardised by FeatureSpec (the store features: clip, signed log1p, (t - mean) / scale)"
-              + (f"; {'/'.join(sorted({str(len(x['logit_fields'])) for x in withs}))} of them as logit (the smoothed CTRs) and "
-                 f"{'/'.join(sorted({str(len(x['unit_fields'])) for x in withs}))} divided by a unit before log1p (the recencies, in hours)"
-                 if withs[0].get('logit_fields') else '')
+              f"{'/'.join(map(str, n_std))} standardised by FeatureSpec (the store features: clipped, transformed, then (t - mean) / scale)"
+              + (f"; their transforms: {'/'.join(sorted({str(len(x['logit_fields'])) for x in withs}))} logit (the smoothed CTRs), "
+                 f"{'/'.join(sorted({str(len(x['unit_fields'])) for x in withs}))} log1p of value / unit (the recencies, in hours), the others signed log1p"
+                 if withs[0].get('logit_fields') else '' if res.get('store_raw') == 'logit' else ': signed log1p')
               + ("; store CTRs as logit and recencies as log1p(hours) before it, without its log1p (diagnostic)" if res.get('store_raw') == 'logit' else '')
               + '.', '']
     if res.get('missing'): L += [f"**Not measured:** {res['missing']}", '']
