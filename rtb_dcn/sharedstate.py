@@ -160,6 +160,7 @@ class _Resp(asyncio.Protocol):
     def __init__(self):
         import hiredis
         self.reader, self.waiting, self.transport, self.lost = hiredis.Reader(encoding='utf-8', errors='replace'), deque(), None, None
+        self.out: list[bytes] = []                      # commands of this event-loop iteration, sent together by `flush`
         self._error = hiredis.ReplyError
     def connection_made(self, transport): self.transport, self.loop = transport, asyncio.get_running_loop()
     def data_received(self, data):
@@ -169,6 +170,13 @@ class _Resp(asyncio.Protocol):
             if fut.done(): continue                     # its caller timed out: the reply is dropped, the order kept
             if isinstance(r, self._error): fut.set_exception(_ScriptError(str(r)))
             else: fut.set_result(r)
+    def send(self, cmd: bytes):
+        "Queue `cmd`; the first command of a loop iteration schedules one write for all of them (one send syscall: ~65 us each here)."
+        if not self.out: self.loop.call_soon(self.flush)
+        self.out.append(cmd)
+    def flush(self):
+        if self.out and self.lost is None: self.transport.write(b''.join(self.out))
+        self.out.clear()
     def connection_lost(self, exc):
         self.lost = ConnectionError(f'redis: connection lost ({exc or "closed by the server"})')
         while self.waiting:
@@ -216,7 +224,7 @@ class PipelinedScripts:
     async def _send(self, proto: _Resp, args):
         fut = asyncio.get_running_loop().create_future()
         proto.waiting.append(fut)
-        proto.transport.write(_pack(args))
+        proto.send(_pack(args))
         try:
             async with asyncio.timeout(self.timeout_s): return await fut
         except TimeoutError: raise TimeoutError(f'redis {self.host}:{self.port}: no answer within {self.timeout_s}s') from None
