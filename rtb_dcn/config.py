@@ -8,12 +8,12 @@ import os, contextvars
 from pathlib import Path
 from typing import Literal, Any
 import yaml
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
 from .units import CURRENCY, PRICE_SCALE
 
 # %% auto #0
-__all__ = ['Profile', 'RtbError', 'repo_root', 'Settings', 'profile_dir', 'load_settings', 'setting_default']
+__all__ = ['Profile', 'RtbError', 'repo_root', 'PipelineSettings', 'Settings', 'profile_dir', 'load_settings', 'setting_default']
 
 # %% ../nbs/00_config.ipynb #edbd0bb6
 class RtbError(Exception):
@@ -27,6 +27,62 @@ def repo_root(start: Path | str | None = None) -> Path:
         f = d / 'pyproject.toml'
         if f.exists() and 'name = "rtb_dcn"' in f.read_text(): return d
     return p
+
+# %% ../nbs/00_config.ipynb #a17c0f02
+class PipelineSettings(BaseModel):
+    "The SageMaker pipeline's parameters (`rtb_dcn.pipeline`): the `pipeline:` block of a profile YAML."
+    model_config = ConfigDict(extra='forbid', validate_default=True)
+    name: str = Field('rtb-dcn-train', pattern=r'^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$')  # SageMaker pipeline name
+    region: str = Field('us-east-1', pattern=r'^[a-z]{2}(-gov)?-[a-z]+-\d$')  # AWS region of every client
+    endpoint_url: str | None = None          # AWS endpoint URL (a moto server http://127.0.0.1:5000); None: AWS itself
+    bucket: str = Field('rtb-dcn-dev', pattern=r'^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')  # the S3 bucket (deploy/infra/storage.yaml)
+    prefix: str = Field('rtb-dcn', pattern=r'^[a-zA-Z0-9_.-]+(/[a-zA-Z0-9_.-]+)*$')  # key prefix: <prefix>/raw, features, checkpoints, models, evaluation
+    role_arn: str | None = Field(None, pattern=r'^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$')  # SageMaker execution role (needed by upsert)
+    image_uri: str = '123456789012.dkr.ecr.us-east-1.amazonaws.com/rtb-dcn:0.1.0'  # the project's image (rtb-dcn CLI) for validate/process/evaluate/deploy
+    training_image_uri: str = '763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.19-cpu-py312'  # TF training image; the step installs nothing: set to an image FROM it with rtb_dcn
+    athena_database: str = Field('rtb_dcn', pattern=r'^[a-z0-9_]+$')   # Glue database of the raw-log table
+    athena_table: str = Field('ipinyou_logs', pattern=r'^[a-z0-9_]+$')  # the raw logs as a table (the same columns DuckDB reads locally)
+    athena_workgroup: str = 'primary'
+    processing_instance_type: str = Field('ml.m5.xlarge', pattern=r'^ml\.[a-z0-9]+\.[a-z0-9]+$')
+    processing_instance_count: int = Field(1, ge=1, le=20)
+    training_instance_type: str = Field('ml.m5.2xlarge', pattern=r'^ml\.[a-z0-9]+\.[a-z0-9]+$')
+    training_instance_count: int = Field(1, ge=1, le=20)
+    use_spot: bool = True                    # managed Spot training (checkpoints to S3 make interruptions resumable)
+    max_run_s: int = Field(3600, ge=60)      # a training job's longest run
+    max_wait_s: int = Field(7200, ge=60)     # Spot: longest run + waiting for capacity (>= max_run_s)
+    experiment_config: str = 'configs/experiments/dcn_ipinyou.yaml'  # the experiment YAML the hyper-parameters come from
+    experiment: str = 'DCN_default'          # its experiment name
+    min_rows: int = Field(10_000, ge=1)      # validation: rows the log must have
+    label_rate_min: float = Field(1e-4, ge=0, le=1)  # validation: click rate bounds
+    label_rate_max: float = Field(0.05, ge=0, le=1)
+    max_null_rate: float = Field(0.05, ge=0, le=1)   # validation: share of empty keys (bid id, timestamp, price)
+    max_price: float = Field(1000.0, gt=0)   # validation: market prices (payprice, fen CPM) in [0, max_price]
+    min_hours: int = Field(1, ge=1)          # validation: distinct hours the log covers
+    min_auc: float = Field(0.55, ge=0, le=1)  # condition: the candidate's test AUC at least this
+    max_ecpc: float = Field(1e9, gt=0)       # condition: the candidate's replayed eCPC (price units per click) at most this
+    budget_prop: float = Field(4.0, ge=1)    # evaluation: the replay's budget = test cost / budget_prop
+    model_package_group: str = Field('rtb-dcn-ipinyou', pattern=r'^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$')
+    approval: Literal['Approved', 'PendingManualApproval'] = 'Approved'  # status of a registered model (prod: manual)
+    deploy: bool = False                     # add the endpoint step (two weighted variants + data capture)
+    endpoint_name: str = Field('rtb-dcn', pattern=r'^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$')
+    endpoint_instance_type: str = Field('ml.c5.large', pattern=r'^ml\.[a-z0-9]+\.[a-z0-9]+$')
+    endpoint_instance_count: int = Field(1, ge=1, le=20)  # instances per variant
+    data_capture_percent: int = Field(10, ge=0, le=100)   # share of requests captured to S3 for the monitor
+    local_dir: str = 'artifacts/pipeline'    # `pipeline run --local`: the folder laid out like s3://<bucket>/<prefix>/
+    local_rows: int = Field(200_000, ge=1000)  # `pipeline run --local` without --data: rows of the synthetic iPinYou log
+
+    @field_validator('label_rate_max')
+    @classmethod
+    def _rate_bounds(cls, v, info):
+        if v < info.data.get('label_rate_min', 0): raise ValueError(f"below label_rate_min {info.data['label_rate_min']}")
+        return v
+
+    @field_validator('max_wait_s')
+    @classmethod
+    def _spot_wait(cls, v, info):
+        if info.data.get('use_spot') and v < info.data.get('max_run_s', 0):
+            raise ValueError(f"below max_run_s {info.data['max_run_s']}; Spot needs max_wait_s >= max_run_s")
+        return v
 
 # %% ../nbs/00_config.ipynb #7ee8788a
 _PROFILE_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar('_PROFILE_FILE', default=None)
@@ -122,6 +178,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(32, ge=1)  # bid requests in flight at once
     worker_timeout_ms: float = Field(5000.0, gt=0)  # per bid request (transport errors and 5xx are retried twice)
     worker_checkpoint_every_s: float = Field(0.0, ge=0)  # checkpoint at most this often (0: after every batch)
+    # --- the SageMaker pipeline (`rtb-dcn pipeline`, rtb_dcn.pipeline): the profile's `pipeline:` block ---
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     @field_validator('sample_data_dir', 'run_dir', 'feature_store_path', 'ab_config', 'bid_log', 'admin_token_file', mode='before')
     @classmethod
