@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     # name: (module, function, one-line help)
     'synth':        ('rtb_dcn.synth',   'synth_cli',        'write a synthetic Criteo/iPinYou-shaped log with known true pCTR'),
     'inspect-data': ('rtb_dcn.data',    'inspect_data_cli', 'schema, row count, label rate, missing rates, cardinalities of a log'),
+    'prepare':      ('rtb_dcn.shards',  'prepare_cli',      'fit the feature spec and write a log, encoded, as Parquet shards (--engine local|spark)'),
     'train':        ('rtb_dcn.train',   'train_cli',        'train a DCN/LR/DNN on a log -> artifacts/<run>/ with metrics.json'),
     'export':       ('rtb_dcn.export',  'export_cli',       'SavedModel + ONNX (tf2onnx) of a run, with a parity report'),
     'inspect-model': ('rtb_dcn.export', 'inspect_model_cli', "a SavedModel's / ONNX file's inputs, outputs and opset"),
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'model-server': ('rtb_dcn.model_server', 'model_server_cli', "serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible)"),
     'serve':        ('rtb_dcn.router',  'serve_cli',        'serve the bidding router: OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload'),
     'feature-store': ('rtb_dcn.featurestore', 'feature_store_cli', 'fill the feature store (in-process JSON or Redis) with per-user/context aggregates'),
+    'monitor':      ('rtb_dcn.monitor', 'monitor_cli',      'data-quality baseline/drift check and model quality (calibration) in SageMaker Model Monitor formats'),
     'replay':       ('rtb_dcn.stream',  'replay_cli',       'replay a log as timestamped OpenRTB requests, open loop, into a sink (http/file/redis/kinesis/kafka)'),
     'stream-worker': ('rtb_dcn.worker', 'stream_worker_cli', 'consume bid requests from Kinesis/Kafka/Redis Streams, score and bid, write responses; checkpointed, at-least-once'),
     'loadtest':     ('rtb_dcn.loadtest', 'loadtest_cli',    'headless Locust run (steady/burst/ab/malformed) against the router or model server; CSVs to report/'),

@@ -175,14 +175,15 @@ def clear_exports(run_dir: Path) -> list[str]:
     return gone
 
 def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
-          chunk_rows: int | None = None, on_bad_lines: str = 'error', verbose: bool = True) -> dict:
-    "Train `cfg` on `data` (a log file, or a canonical DataFrame split in memory the same way); write the run folder `run_dir`; return metrics.json's content."
+          chunk_rows: int | None = None, on_bad_lines: str = 'error', verbose: bool = True, cache: bool = True) -> dict:
+    "Train `cfg` on `data` (a log file, a shard folder from `rtb-dcn prepare`, or a canonical DataFrame split in memory the same way); write the run folder `run_dir`; return metrics.json's content."
     import keras, tensorflow as tf
     import pandas as pd
     from rtb_dcn.data import iter_split, split_frame, read_dataset, SCHEMAS
     from rtb_dcn.features import FeatureSpec
     from rtb_dcn.models import model_from_config
     from rtb_dcn.layers import FusedAdam
+    from rtb_dcn.shards import Shards, is_shards, shard_dataset, cached_dataset, cache_dir_for, source_key, predict_encoded
     s = load_settings()
     chunk_rows = chunk_rows or s.chunk_rows
     run_dir = Path(run_dir)
@@ -190,13 +191,19 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     scfg = None
+    shards = Shards(data) if not isinstance(data, pd.DataFrame) and is_shards(data) else None   # encoded already: rtb_dcn.shards
+    if shards:
+        if cfg.store_features: raise RtbError(f"store_features: {data} is a shard folder; expected a log (store features need the raw rows in time order)")
+        if nrows: raise RtbError(f"nrows: {nrows} cannot cut a shard folder; expected no --nrows (prepare it with --nrows)")
+        shards.check(cfg.format, cfg.seed, cfg.min_count, cfg.fractions)
     if cfg.store_features:               # point-in-time features need the whole log in time order: read it into memory
         if not isinstance(data, pd.DataFrame):
             name = str(data); data = read_dataset(data, cfg.format, nrows=nrows, on_bad_lines=on_bad_lines); data.attrs['name'] = name
         elif nrows: data = data.iloc[:nrows]
         nrows = None
         data, scfg = with_store_features(data, cfg)
-    if isinstance(data, pd.DataFrame):   # rtb_dcn.run.train_frame: the rows iter_split would give, from memory
+    if shards: data, part = Path(data), None
+    elif isinstance(data, pd.DataFrame):   # rtb_dcn.run.train_frame: the rows iter_split would give, from memory
         parts = split_frame(data.iloc[:nrows] if nrows else data, cfg.fractions, cfg.seed)
         part = lambda name: (lambda: iter([parts[name]]))
         data = data.attrs.get('name') or f'<frame of {len(data):,} rows>'
@@ -206,10 +213,10 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
                                                 chunk_rows=chunk_rows, nrows=nrows, on_bad_lines=on_bad_lines))
     t0 = time.time()
     dense = [*SCHEMAS[cfg.format].dense, *scfg.names] if scfg else None
-    spec = FeatureSpec.fit(part('train')(), SCHEMAS[cfg.format], dense=dense, min_count=cfg.min_count, seed=cfg.seed, fmt=cfg.format,
-                           **(store_encoding(scfg) if scfg else {}))   # see "Store features"
+    spec = shards.spec if shards else FeatureSpec.fit(part('train')(), SCHEMAS[cfg.format], dense=dense, min_count=cfg.min_count,
+                                                     seed=cfg.seed, fmt=cfg.format, **(store_encoding(scfg) if scfg else {}))   # see "Store features"
     if scfg: spec.extra['store_features'] = scfg.to_dict()     # what the router computes them with (notebook 14a)
-    n_train = spec.n_rows_fit
+    n_train = shards.rows('train') if shards else spec.n_rows_fit
     if n_train == 0: raise RtbError(f"{data}: the train split is empty; expected rows (check --nrows and the file)")
     t_spec = time.time() - t0
     model = model_from_config(mcfg, [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
@@ -233,13 +240,19 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
            keras.callbacks.CSVLogger(str(run_dir / 'history.csv'))]
     if verbose: cbs.append(_progress())
     t1 = time.time()
-    hist = model.fit(tf_dataset(part('train'), spec, cfg.batch_size, shuffle=True, seed=cfg.seed),
-                     validation_data=tf_dataset(part('valid'), spec, 8192),
+    def dataset(name, batch_size, shuffle=False):   # the same batches from a log, its encoded cache or a shard folder (rtb_dcn.shards)
+        seed = cfg.seed if shuffle else 0
+        if shards: return shard_dataset(shards, name, batch_size, shuffle, seed)
+        if not cache or scfg or not isinstance(data, Path): return tf_dataset(part(name), spec, batch_size, shuffle, seed)
+        src = source_key(data, spec, format=cfg.format, split=name, fractions=list(cfg.fractions), seed=cfg.seed, nrows=nrows,
+                         chunk_rows=chunk_rows, on_bad_lines=on_bad_lines)
+        return cached_dataset(part(name), spec, batch_size, shuffle, seed, cache_dir_for(run_dir, name, src), src, split=name)
+    hist = model.fit(dataset('train', cfg.batch_size, shuffle=True), validation_data=dataset('valid', 8192),
                      epochs=cfg.epochs, callbacks=cbs, verbose=0)
     t_fit = time.time() - t1
     epochs = len(hist.history['loss'])
     model.save(run_dir / 'model.keras')
-    y, p = predict(model, part('test')(), spec)
+    y, p = predict_encoded(model, shards.batches('test', 8192)) if shards else predict(model, part('test')(), spec)
     if len(y) == 0: raise RtbError(f"{data}: the test split is empty; expected rows (use more rows or other --fractions)")
     m = ctr_metrics(y, p)
     vals = hist.history.get('val_logloss', [])
@@ -270,17 +283,18 @@ def train_cli(
     seed: int = None,          # override: seed for splits, init and shuffling
     store_features: bool = False,  # override: add the point-in-time store features (user/context counts, CTR, recency)
     on_bad_lines: str = 'error',  # malformed rows: error | skip (skipped rows are counted)
+    no_cache: bool = False,    # re-read and re-encode the log every epoch instead of streaming epochs 2+ from <run>/encoded/
 ):
-    "Train a model on a log and write artifacts/<run>/ (model, input_spec.json, metrics.json)."
+    "Train a model on a log (or a shard folder from `rtb-dcn prepare`) and write artifacts/<run>/ (model, input_spec.json, metrics.json)."
     from rtb_dcn.config import repo_root
     s = load_settings()
-    if not Path(data).exists(): raise RtbError(f"data: {data!r} does not exist; expected a log file")
+    if not Path(data).exists(): raise RtbError(f"data: {data!r} does not exist; expected a log file or a shard folder")
     cfg = load_experiment(config or repo_root() / 'configs' / 'experiments' / 'dcn_criteo.yaml', experiment,
                           format=format, model=model, structure=structure, cross=cross, epochs=epochs,
                           batch_size=batch_size, learning_rate=learning_rate, seed=seed, store_features=store_features or None)
     run_dir = s.artifacts_dir / (run or experiment)
     print(f"train: {cfg.model.kind}/{cfg.model.structure}/{cfg.model.cross} on {data} ({cfg.format}) -> {run_dir}")
-    m = train(cfg, data, run_dir, nrows=nrows, on_bad_lines=on_bad_lines)
+    m = train(cfg, data, run_dir, nrows=nrows, on_bad_lines=on_bad_lines, cache=not no_cache)
     print(f"train: done in {m['fit_seconds']:.0f}s, {m['epochs']} epoch(s), {m['rows_per_s']:.0f} rows/s; "
           f"test auc {m['auc']:.4f} logloss {m['logloss']:.5f} NE {m['normalized_entropy']:.4f} "
           f"calibration {m['calibration']:.3f} -> {run_dir}")
