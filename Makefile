@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # onnxruntime >= 1.32 collects telemetry on Linux unless this is set (rtb_dcn sets it too, before importing onnxruntime)
 export ORT_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test test-slow services sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
+.PHONY: demo test test-slow services venv-triton sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
 
 venv: $(STAMP)
 $(STAMP):
@@ -41,8 +41,26 @@ services: $(STAMP)
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "make: chromium not found: the docs browser test will be skipped (apt-get install chromium)"
 
+# Real third-party model servers whose pins clash with the project's, each in its own virtualenv (issue 18): Triton
+# (the tritonserver binary in PyPI nvidia-pytriton, which pins numpy<2; the system's Python 3.11 provides the shared
+# libpython its Python-backend stub links against). Stamped: a second run is instant. Where one cannot be made (no
+# network, no Python 3.11), the stamp still records the attempt and its tests are skipped, saying so in one line;
+# `rm -rf .venv-triton` retries.
+PY_SERVERS ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || command -v python3.11 || command -v python3)
+TRITON_VENV := .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.made-pytriton-0.7.0
+venv-triton: $(TRITON_STAMP)  ## Triton's virtualenv (.venv-triton: nvidia-pytriton 0.7.0 + onnxruntime) for tests/test_triton.py
+$(TRITON_STAMP):
+	@echo "make: creating $(TRITON_VENV) (nvidia-pytriton 0.7.0, onnxruntime) with $(PY_SERVERS)"
+	@rm -rf $(TRITON_VENV)
+	@{ $(PY_SERVERS) -m venv $(TRITON_VENV) && $(TRITON_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	     "nvidia-pytriton==0.7.0" "onnxruntime>=1.20,<1.33" 2>&1 | grep -v "^WARNING: Location" ; \
+	   test -x $(TRITON_VENV)/bin/pytriton || test -d $(TRITON_VENV)/lib/python3.*/site-packages/pytriton; } \
+	  || echo "make: could not create $(TRITON_VENV): the Triton tests will be skipped (rm -rf $(TRITON_VENV) to retry)"
+	@mkdir -p $(TRITON_VENV) && touch $@
+
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
-test: services          ## quick suite: notebooks (nbdev-test) + pytest
+test: services venv-triton  ## quick suite: notebooks (nbdev-test) + pytest
 	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) $(if $(TEST_FLAGS),--flags "$(TEST_FLAGS)")
 	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)
 

@@ -300,6 +300,8 @@ def export_cli(
     timeout: float = 600,         # tf2onnx time limit in seconds
     threads: int = 2,             # ONNX Runtime intra-op threads for the parity run
     quiet: bool = False,          # no progress bar
+    triton: str = None,           # also write a Triton model repository here (rtb_dcn.deploy: rtb_dcn/config.pbtxt + 1/model.onnx)
+    triton_backend: str = 'onnxruntime',  # Triton backend of that repository: onnxruntime (official image) | python (onnxruntime in the Python backend)
 ):
     "Export a run folder to saved_model/ + model.onnx, check parity, record the ONNX contract in input_spec.json."
     if not run: raise RtbError("--run: missing; expected a run folder, e.g. --run artifacts/<run>")
@@ -310,6 +312,11 @@ def export_cli(
     print(f"export: {run.path} -> saved_model/ + model.onnx (opset {opset}, version {r['model_version']}); "
           f"parity max |ΔpCTR| {r['max_abs_diff_worst']:.1e} on {r['rows']} rows ({r['rows_from_data']} from data) "
           f"<= {tolerance:g}; {time.time() - t0:.0f}s")
+    if triton:
+        from rtb_dcn.deploy import write_triton_repository, check_triton_repository
+        d = write_triton_repository(run.path, triton, backend=triton_backend)
+        cfg = check_triton_repository(d)
+        print(f"triton: {d}/config.pbtxt + 1/model.onnx ({triton_backend}, max_batch_size {cfg['max_batch_size']})")
     return r
 
 # %% ../nbs/06_export.ipynb #4932426a
