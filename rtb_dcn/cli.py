@@ -26,12 +26,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'auction-replay': ('rtb_dcn.auction', 'auction_replay_cli', 'counterfactual auction replay of bidding strategies under a budget'),
     'ab-report':    ('rtb_dcn.experiments', 'ab_report_cli', "A/B report of the router's bid log + the exchange's events: per-arm metrics with CIs, tests, SRM, stability"),
     'model-server': ('rtb_dcn.model_server', 'model_server_cli', "serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible)"),
-    'serve':        ('rtb_dcn.router',  'serve_cli',        'serve the bidding router: OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload'),
+    'serve':        ('rtb_dcn.router',  'serve_cli',        'serve the bidding router: OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload (--model-package: a registered model)'),
     'feature-store': ('rtb_dcn.featurestore', 'feature_store_cli', 'fill the feature store (in-process JSON or Redis) with per-user/context aggregates'),
     'monitor':      ('rtb_dcn.monitor', 'monitor_cli',      'data-quality baseline/drift check and model quality (calibration) in SageMaker Model Monitor formats'),
     'replay':       ('rtb_dcn.stream',  'replay_cli',       'replay a log as timestamped OpenRTB requests, open loop, into a sink (http/file/redis/kinesis/kafka)'),
     'stream-worker': ('rtb_dcn.worker', 'stream_worker_cli', 'consume bid requests from Kinesis/Kafka/Redis Streams, score and bid, write responses; checkpointed, at-least-once'),
     'loadtest':     ('rtb_dcn.loadtest', 'loadtest_cli',    'headless Locust run (steady/burst/ab/malformed) against the router or model server; CSVs to report/'),
+    'pipeline':     ('rtb_dcn.pipeline', 'pipeline_cli',  'the training pipeline: SageMaker definition, upsert/start/status, a local run of its steps (--local)'),
     'demo':         ('rtb_dcn.cli',     'demo_cli',         'the main job: run the report notebooks on the embedded default'),
 }
 
@@ -53,6 +54,7 @@ def run_command(argv: list[str]) -> int:
         return 2
     mod, fn, _ = COMMANDS[name]
     try:
+        if name == 'serve': rest = serve_model_package(rest)  # --model-package PKG -> --run <its version folder>
         f = getattr(importlib.import_module(mod), fn)
         f = getattr(f, '__wrapped__', f)  # the plain function under @call_parse
         ns = vars(anno_parser(f, prog=f'rtb-dcn {name}').parse_args(rest))
@@ -74,6 +76,20 @@ def run_command(argv: list[str]) -> int:
 def main():
     "Entry point of the `rtb-dcn` console script."
     sys.exit(run_command(sys.argv[1:]))
+
+# %% ../nbs/09_cli.ipynb #b17c0e02
+def serve_model_package(rest: list[str]) -> list[str]:
+    "`serve` arguments with `--model-package PKG` replaced by `--run <the package's version folder>` (rtb_dcn.pipeline.resolve_model_package)."
+    i = next((i for i, a in enumerate(rest) if a == '--model-package' or a.startswith('--model-package=')), None)
+    if i is None: return rest
+    a = rest[i]
+    ref, n = (a.split('=', 1)[1], 1) if '=' in a else (rest[i + 1] if i + 1 < len(rest) else None, 2)
+    if not ref or ref.startswith('--'): raise RtbError("--model-package: missing its value; expected a registered model (a version folder or a model package group)")
+    if any(x == '--run' or x.startswith('--run=') for x in rest): raise RtbError("--model-package: given with --run; expected one of them")
+    from rtb_dcn.config import load_settings
+    from rtb_dcn.pipeline import resolve_model_package
+    prof = next((rest[k + 1] for k, x in enumerate(rest[:-1]) if x == '--profile'), None)
+    return rest[:i] + ['--run', str(resolve_model_package(ref, load_settings(profile=prof)))] + rest[i + n:]
 
 # %% ../nbs/09_cli.ipynb #710b55ae
 @contextlib.contextmanager
