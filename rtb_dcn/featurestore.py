@@ -92,6 +92,7 @@ class RedisStore:
         self.client = redis.Redis(connection_pool=self.pool)
         self.errors, self.last_error, self._down_until = 0, None, 0.0
         self._lock = threading.Lock()
+        self.conn = None                  # the event loop's pipelined connection (`aget`), made on first use
 
     @property
     def degraded(self) -> bool: return time.monotonic() < self._down_until
@@ -114,6 +115,18 @@ class RedisStore:
         self._down_until = 0.0
         return {k: {f: float(x) for f, x in v.items()} for k, v in zip(keys, vals) if v}
 
+    async def aget(self, keys):
+        "`get` on the event loop, for the router: the HGETALLs queued on `conn` (`rtb_dcn.sharedstate.PipelinedScripts`, shared with the Redis bid book when both use one server), no thread, one write."
+        if not keys or self.degraded: return {}
+        if self.conn is None:
+            from rtb_dcn.sharedstate import PipelinedScripts
+            self.conn = PipelinedScripts(self.url, self.timeout_s)
+        try: vals = await self.conn.many([('HGETALL', self.prefix + k) for k in keys])
+        except Exception as e:            # Redis down or slow: the defaults (counted); a cancellation (the router's deadline) passes through
+            self._fail(e); return {}
+        self._down_until = 0.0
+        return {k: {v[i]: float(v[i + 1]) for i in range(0, len(v), 2)} for k, v in zip(keys, vals) if v}
+
     def put(self, items, batch: int = 5000) -> int:
         n, it = 0, list(items.items())
         try:
@@ -133,7 +146,9 @@ class RedisStore:
         if ok: self._down_until = 0.0
         return ok
 
-    def close(self): self.pool.disconnect()
+    def close(self):
+        self.pool.disconnect()
+        if self.conn is not None: self.conn.close()
 
 # %% ../nbs/12_featurestore.ipynb #0595d9f2
 BUCKET_S = 3600                   # one time bucket: an hour

@@ -214,7 +214,8 @@ async def _lookup(st: RouterState, keys: list[list[str]], deadline: float) -> di
     m, before = st.metrics, st.store.errors
     if st.store.degraded:
         m.feature_fallbacks.labels('degraded').inc(); return {}
-    try: found = await asyncio.wait_for(asyncio.to_thread(st.store.get, flat), max(deadline - time.perf_counter(), 0))
+    try:
+        async with asyncio.timeout(max(deadline - time.perf_counter(), 0)): found = await st.store.aget(flat)   # on the event loop: no thread hop
     except (asyncio.TimeoutError, TimeoutError): return None
     if st.store.errors > before: m.feature_fallbacks.labels('error').inc()
     return found

@@ -231,6 +231,15 @@ class PipelinedScripts:
     async def evalsha(self, sha: str, keys: list, args: list):
         "The script's reply; `_ScriptError` for an error reply, ConnectionError / TimeoutError when Redis does not answer."
         return await self._send(await self._proto_now(), ['EVALSHA', sha, len(keys), *keys, *args])
+    async def many(self, cmds: list) -> list:
+        "The replies of `cmds` (e.g. [('HGETALL', key), ...]): queued together, so they leave in one write with whatever else this loop iteration sends."
+        proto, loop = await self._proto_now(), asyncio.get_running_loop()
+        futs = []
+        for c in cmds:
+            f = loop.create_future(); proto.waiting.append(f); proto.send(_pack(c)); futs.append(f)
+        try:
+            async with asyncio.timeout(self.timeout_s): return [await f for f in futs]
+        except TimeoutError: raise TimeoutError(f'redis {self.host}:{self.port}: no answer within {self.timeout_s}s') from None
     def close(self):
         if self._proto is not None and self._proto.transport is not None: self._proto.transport.close()
         self._proto = None

@@ -374,6 +374,8 @@ class RouterState:
         self.splitter = Splitter(self.ab, allow_override=s.ab_override_header)
         self.arms: dict[str, ArmRuntime] = {a.name: load_arm(a, s, check=False) for a in self.ab.arms}
         self.bids = make_bids(s, self._count_expired)
+        if isinstance(self.store, RedisStore) and getattr(self.bids, 'url', None) == self.store.url:
+            self.store.conn = self.bids._fast      # feature reads and bookings share one pipelined connection (coalesced writes)
         self.pacer = getattr(self.bids, 'pacer', None)     # the strategies' budget check (local state)
         self.shader = BidShader(s.shading, s.shading_c, s.shading_factor) if s.shading != 'none' else None
         self.bid_log = BidLog(s.bid_log, s.bid_log_max_bytes, s.bid_log_backups, Redactor(s.bid_log_salt, s.bid_log_user_data)) if s.bid_log else None
