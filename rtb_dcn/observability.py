@@ -4,12 +4,14 @@
 
 # %% ../nbs/14c_observability.ipynb #66778dbd
 from __future__ import annotations
-import hashlib, ipaddress, json, logging, os, queue, sys
+import hashlib, ipaddress, json, logging, os, sys, threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from urllib.parse import urlsplit, urlunsplit
-from logging.handlers import QueueListener, RotatingFileHandler
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from pydantic_core import to_json
 
 # %% auto #0
 __all__ = ['request_id_var', 'PERSONAL_FIELDS', 'ONLINE_GAUGES', 'JsonFormatter', 'setup_logging', 'truncate_ip', 'strip_url',
@@ -104,34 +106,49 @@ class Redactor:
         return out
 
 # %% ../nbs/14c_observability.ipynb #6682d64b
-class _Line:
-    "A bid-log entry on its way to the file handler: what the handler reads of a LogRecord, without `LogRecord.__init__` (~8 us on the event loop)."
-    __slots__ = ('msg', 'rtb_line')
-    levelno, levelname, args, exc_info = logging.INFO, 'INFO', (), None
-    def __init__(self, msg: dict): self.msg, self.rtb_line = msg, None
-
-class _JsonLine(logging.Formatter):
-    def __init__(self, redact: Callable[[dict], dict] | None = None):
-        super().__init__(); self.redact = redact
-    def format(self, record):
-        line = getattr(record, 'rtb_line', None)      # RotatingFileHandler formats each record twice (size check, write)
-        if line is None:
-            line = record.rtb_line = json.dumps(record.msg if self.redact is None else self.redact(record.msg), default=str, separators=(',', ':'))
-        return line
+_log = logging.getLogger('rtb_dcn.bidlog')
 
 class BidLog:
-    "JSONL bid log, redacted and written off the event loop, flushed per line, rotated at `max_bytes` keeping `backups` files."
-    def __init__(self, path, max_bytes: int = 50_000_000, backups: int = 5, redact: Callable[[dict], dict] | None = Redactor()):
+    "JSONL bid log, redacted and written off the event loop in batches (every `flush_s` seconds), rotated at `max_bytes` keeping `backups` files."
+    def __init__(self, path, max_bytes: int = 50_000_000, backups: int = 5, redact: Callable[[dict], dict] | None = Redactor(),
+                 flush_s: float = 0.05):
         self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handler = RotatingFileHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding='utf-8')
-        self.handler.setFormatter(_JsonLine(redact))
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.listener = QueueListener(self.queue, self.handler); self.listener.start()
+        self.handler = RotatingFileHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding='utf-8')   # its files and rotation
+        self.redact, self.max_bytes, self.flush_s = redact, max_bytes, flush_s
+        self.pending: deque = deque()          # entries not yet written: appended on the event loop, taken by the writer
+        self.failed, self._bad = 0, 0           # entries that could not be encoded or written (logged: once a batch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='rtb-bid-log', daemon=True); self._thread.start()
     def write(self, rec: dict):
-        "Queue `rec` (not changed afterwards by the caller); the listener thread encodes and writes it."
-        self.queue.put(_Line(rec))
+        "Queue `rec` (not changed afterwards by the caller); the writer thread encodes and writes it within about `flush_s`."
+        self.pending.append(rec)
+    def _run(self):
+        while not self._stop.wait(self.flush_s): self._drain()
+        self._drain()
+    def _encode(self, rec: dict) -> str | None:
+        try: return to_json(rec if self.redact is None else self.redact(rec), fallback=str).decode() + '\n'   # pydantic's encoder: ~5 us vs json.dumps' ~29 us a line
+        except Exception as e:
+            if not self._bad: _log.warning('bid log: an entry could not be encoded (%s: %s); it is not written', type(e).__name__, str(e)[:200])
+            self.failed += 1; self._bad += 1
+    def _drain(self):
+        "Write what is queued: one write and flush per file, rotated like RotatingFileHandler (before a line that would reach max_bytes)."
+        if not self.pending: return
+        h, out, self._bad = self.handler, [], 0
+        try:
+            size = h.stream.tell()
+            while self.pending:
+                line = self._encode(self.pending.popleft())
+                if line is None: continue
+                if self.max_bytes > 0 and size + len(line) >= self.max_bytes and size > 0:
+                    h.stream.write(''.join(out)); h.stream.flush(); h.doRollover(); out, size = [], 0
+                out.append(line); size += len(line)
+            h.stream.write(''.join(out)); h.stream.flush()
+        except Exception as e:       # a full disk, a removed folder: counted and logged, the router keeps bidding
+            self.failed += len(out); _log.warning('bid log: cannot write %s (%s: %s)', self.path, type(e).__name__, str(e)[:200])
     def close(self):
-        self.listener.stop(); self.handler.close()
+        "Write what is queued, stop the writer, close the file."
+        self._stop.set(); self._thread.join(); self.handler.close()
+
 
 # %% ../nbs/14c_observability.ipynb #3cfe9356
 _LAT = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02,
