@@ -135,3 +135,20 @@ def test_bad_input_is_one_line_or_a_violation(logs, tmp_path):
     r = run_cli("monitor", "check", "--baseline", tmp_path / "cb", "--data", tmp_path / "criteo.txt", "--format", "criteo",
                 "--out", tmp_path / "co", "--window-rows", "500")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_monitoring_runbook_quick(tmp_path):
+    "The demo's monitoring runbook (nbs/reports/monitoring.ipynb), quick, into a temporary folder: its conclusions hold."
+    import papermill as pm
+    from conftest import ROOT
+    out = tmp_path / "report"
+    pm.execute_notebook(str(ROOT / "nbs" / "reports" / "monitoring.ipynb"), str(tmp_path / "monitoring.ipynb"), cwd=str(ROOT),
+                        parameters=dict(quick=True, report_dir=str(out), synth_rows=60_000, far_windows=100), progress_bar=False,
+                        kernel_name="python3")
+    res = json.loads((out / "monitoring.json").read_text())
+    assert res["unshifted_violations"] == 0 and res["named_exactly"] and res["violations_before_shift"] == []
+    assert res["calibration_violations_shifted"] >= 1 and res["false_alarm"]["rate"] <= 0.01
+    assert {a["stream"]: a["DriftViolations"] for a in res["alarms"]} == {"unshifted": "OK", "shifted": "ALARM"}
+    for f in ("monitoring.md", "psi_per_window.png", "calibration_per_window.png", "baseline/statistics.json",
+              "shifted/constraint_violations.json", "shifted/quality/statistics.json"):
+        assert (out / f).stat().st_size > 0, f
