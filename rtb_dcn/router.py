@@ -318,7 +318,7 @@ async def openrtb_bid(request: Request):
     # bid
     decisions = decide_bids(req, pctr.tolist(), art.strategy, s.currency, s.price_scale, art.arm.campaign, st.shader, st.pacer,
                             coverage=cov.tolist())
-    decisions = await st.book_bids(rid, art, decisions, keys, now)   # reserve + remember the bids (with their store keys): one call to the bid book (Redis: one round trip)
+    decisions = await st.book_bids(rid, art, decisions, keys, now)   # reserve + remember the bids (with their store keys): one call to the bid book (Redis: written behind without a budget, one awaited round trip with one)
     return _answer(st, req, art, records, feats, decisions, t0, t3)
 
 # %% ../nbs/14_router.ipynb #6a4779d1

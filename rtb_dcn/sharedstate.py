@@ -5,7 +5,7 @@ against one budget and a win notice finds its bid whichever worker receives it."
 
 # %% ../nbs/14d_sharedstate.ipynb #f8fccec4
 from __future__ import annotations
-import asyncio, json, logging, time
+import asyncio, functools, json, logging, time
 from collections import deque
 from fastcore.basics import patch
 from .config import RtbError
@@ -240,6 +240,15 @@ class PipelinedScripts:
         try:
             async with asyncio.timeout(self.timeout_s): return [await f for f in futs]
         except TimeoutError: raise TimeoutError(f'redis {self.host}:{self.port}: no answer within {self.timeout_s}s') from None
+    def connected(self) -> _Resp | None:
+        "The connection, when it is open in the running event loop (else None: the next awaited call connects)."
+        p = self._proto
+        return p if p is not None and p.lost is None and p.loop is asyncio.get_running_loop() else None
+    def evalsha_nowait(self, proto: _Resp, sha: str, keys: list, args: list) -> asyncio.Future:
+        "Send an `EVALSHA` on `proto` (from `connected`) at once, not at the end of the loop iteration, and return its reply's future: a write-behind call, nobody waits for it."
+        fut = proto.loop.create_future()
+        proto.waiting.append(fut); proto.send(_pack(['EVALSHA', sha, len(keys), *keys, *args])); proto.flush()
+        return fut
     def close(self):
         if self._proto is not None and self._proto.transport is not None: self._proto.transport.close()
         self._proto = None
@@ -273,6 +282,7 @@ class RedisBids:
         self._used: dict[str, tuple[int, float]] = {}   # campaign -> (pacing window, spent + reserved) at the last booking
         self._client = None
         self._fast = PipelinedScripts(url, self.timeout_s)   # the scripts' calls: one pipelined connection (above)
+        self.behind, self.lost_bids = 0, 0      # write-behind bookings waiting for their reply; bids Redis failed to take (fallback nobid)
     @property
     def client(self):
         if self._client is None:
@@ -305,6 +315,7 @@ class RedisBids:
         "What /readyz shows of the book: the fallback setting, whether it is down, the fallback journal's length."
         return {'fallback': self.fallback, 'down': self.down, 'pending': len(self.local.journal) if self.local is not None else 0}
     async def aclose(self):
+        await self.settled()
         if self._client is not None: await self._client.aclose(); self._client = None
         self._fast.close()
 
@@ -317,6 +328,7 @@ def _went_down(self: RedisBids, e: Exception):
                     else 'no bids until it answers again (state_fallback nobid)')
     self.down = True
     if self.fallback == 'local' and self.local is None: self.local = self._fallback_book()
+    self._fast.close()              # a hung Redis: the write-behind bookings waiting on it fail now, into the fallback book
 
 @patch
 def _fallback_book(self: RedisBids, now: float | None = None) -> LocalBids:
@@ -384,6 +396,13 @@ async def book(self: RedisBids, arm: str, campaign: str, bids: list[tuple], now:
     for b in bids: flat += self._bid_args(*b)
     t = time.time() if now is None else now
     budget = -1 if self.budget is None else self.budget
+    if budget < 0 and self._client is not None and (proto := self._fast.connected()) is not None:
+        # nothing to refuse without a budget: the bids are written behind, the request does not wait for Redis
+        args = [repr(t), self.window_s, self.notice_window_s, budget, arm, campaign, 'bid', *flat]
+        fut = self._fast.evalsha_nowait(proto, self._scripts['book'].sha, [], [self.prefix, *args])
+        self.behind += 1
+        fut.add_done_callback(functools.partial(self._booked_behind, arm, campaign, bids, now, args))
+        return ['booked'] * len(bids)
     try: codes, expired, used = await self._run('book', [repr(t), self.window_s, self.notice_window_s, budget, arm, campaign, 'bid', *flat])
     except _FAILURES:
         if self.local is None: raise
@@ -391,6 +410,36 @@ async def book(self: RedisBids, arm: str, campaign: str, bids: list[tuple], now:
     self._used[campaign] = (int(t // self.window_s), float(used))
     self._expired(expired)
     return list(codes)
+
+@patch
+def _booked_behind(self: RedisBids, arm: str, campaign: str, bids: list[tuple], now, args: list, fut: asyncio.Future):
+    "The reply of a write-behind booking: its expired bids counted; a failure handed to `_rebook`."
+    self.behind -= 1
+    if fut.cancelled(): return
+    if (e := fut.exception()) is None: return self._expired(fut.result()[1])
+    asyncio.get_running_loop().create_task(self._rebook(arm, campaign, bids, now, args, e))
+
+@patch
+async def _rebook(self: RedisBids, arm: str, campaign: str, bids: list[tuple], now, args: list, e: Exception):
+    "A write-behind booking that failed: a restarted Redis without the script gets it the awaited way; with Redis down the bids go to the fallback book (their notices find them on this worker; `recover` replays them), else they are counted as lost."
+    try:
+        if isinstance(e, _ScriptError):
+            if not str(e).startswith('NOSCRIPT'): log.error('redis state: script book failed (%s)', str(e)[:200]); return
+            self._expired((await self._run('book', args))[1]); return
+        self._went_down(e)
+    except _FAILURES: pass                  # `_run` went down
+    if self.local is not None: await self.local.book(arm, campaign, bids, now)
+    else:
+        self.lost_bids += len(bids)
+        log.warning('redis state: %d bid(s) made while Redis failed are not in the shared book (state_fallback nobid): their notices will be answered unknown', len(bids))
+
+@patch
+async def settled(self: RedisBids):
+    "Return once every write-behind booking sent so far has its reply (a PING on the same connection is answered after them)."
+    if self.behind and self._fast.connected() is not None:
+        try: await self._fast.many([('PING',)])
+        except Exception: pass
+        await asyncio.sleep(0)              # their callbacks, scheduled before this coroutine resumed
 
 def _outcome(r: list) -> WinOutcome:
     "A script's answer {status, expired, arm, campaign, pctr, counts | bid price, store keys JSON} as a WinOutcome."
