@@ -184,3 +184,36 @@ def test_local_run_end_to_end(tmp_path, start_router):
     ex3 = run_local(s, resume=True, experiment='DCN_test', echo=lines.append)
     assert lines[0] == '[1/7] ValidateLogs: done earlier (all checks passed)' and lines[1].startswith('[2/7] ProcessFeatures: ')
     assert ex3['steps']['TrainModel']['status'] == 'Succeeded' and ex3['experiment'] == 'DCN_test'
+
+
+def test_demo_target_is_checked(tmp_path):
+    r = subprocess.run([RTB, 'demo', '--target', 'cloud', '--only', 'train_report', '--report-dir', str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 2 and "target: 'cloud' is not a target; expected local or sagemaker" in r.stderr
+
+
+@pytest.mark.slow
+def test_sagemaker_round_trip_on_moto(moto_url, monkeypatch, tmp_path):
+    "What the train runbook runs with target sagemaker: upsert/start/status, the local runner's model into the registry, metrics read back."
+    _sdk_or_skip(); _aws_env(monkeypatch)
+    s = load_settings(profile='dev', pipeline={'endpoint_url': moto_url})
+    r = pl.sagemaker_round_trip(s, tmp_path, local_rows=100_000, echo=lambda *_: None)
+    assert r['steps'] == list(pl.STEPS) and r['execution_arn'].startswith('arn:aws:sagemaker:')
+    assert r['local_run']['outcome'].startswith('registered ') and r['registry']['status'] == 'Approved'
+    local_ev = json.loads((tmp_path / 'pipeline_local' / 'evaluation' / 'evaluation.json').read_text())['candidate']
+    assert r['registry']['evaluation']['auc'] == local_ev['auc'] and r['registry']['evaluation_uri'].startswith('s3://rtb-dcn-dev-')
+    assert json.loads((tmp_path / 'pipeline_sagemaker.json').read_text())['model_package_arn'] == r['model_package_arn']
+
+
+@pytest.mark.slow
+def test_demo_train_report_on_sagemaker_target(tmp_path):
+    "`rtb-dcn demo --target sagemaker`: the demo starts its own moto server; the runbook says which target it ran on."
+    _sdk_or_skip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('AWS_', 'RTB_PIPELINE'))}
+    r = subprocess.run([RTB, 'demo', '--quick', '--target', 'sagemaker', '--only', 'train_report', '--report-dir', str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / 'train_report' / 'pipeline_sagemaker.json').read_text())
+    assert res['endpoint'].startswith('http://127.0.0.1:') and res['local_run']['outcome']
+    nb = (tmp_path / 'train_report' / 'train_report.ipynb').read_text()
+    assert 'target: sagemaker' in nb and 'local runner (the numbers moto cannot produce)' in nb
