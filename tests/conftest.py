@@ -131,3 +131,16 @@ def start_model_server(server_logs):
     start, started = _starter(model_server, server_logs)
     yield start
     for s in started: s.stop()
+
+
+def unfloored_requests(requests_, tag: str, n: int, unique: bool = False) -> list[dict]:
+    "`n` bid requests from the log (copies) with ids `<tag>-<i>` (plus a random suffix when `unique`) and no floors."
+    import json, uuid
+    out = []
+    for i in range(n):
+        q = json.loads(json.dumps(requests_[i % len(requests_)]))
+        q["id"] = f"{tag}-{i}" + (f"-{uuid.uuid4().hex[:6]}" if unique else "")
+        for imp in q["imp"]:
+            imp.pop("bidfloor", None); imp.pop("bidfloorcur", None)
+        out.append(q)
+    return out

@@ -12,6 +12,7 @@ a real redis-server on 127.0.0.1, over HTTP:
 import json, os, signal, time, uuid
 import httpx
 import pytest
+from conftest import unfloored_requests
 
 BID_CNY = 1.0            # the const bid (CPM, CNY): 0.001 CNY per imp won at the bid
 
@@ -28,15 +29,7 @@ def _server(start_router, run, state, redis_url=None, flags=None, **env):
 
 
 def _bodies(requests_, tag: str, n: int) -> list[dict]:
-    "`n` bid requests from the log with unique ids and no floors."
-    out = []
-    for i in range(n):
-        q = json.loads(json.dumps(requests_[i % len(requests_)]))
-        q["id"] = f"{tag}-{i}-{uuid.uuid4().hex[:6]}"
-        for imp in q["imp"]:
-            imp.pop("bidfloor", None); imp.pop("bidfloorcur", None)
-        out.append(q)
-    return out
+    return unfloored_requests(requests_, tag, n, unique=True)
 
 
 def _post(s, path, body, fresh=True):

@@ -13,6 +13,7 @@ import json, shutil, threading, time, uuid
 import httpx
 import onnx
 import pytest
+from conftest import unfloored_requests
 
 EPS = 1e-6
 BID_CNY = 1.0            # the const bid (CPM, CNY): 0.001 CNY per won imp
@@ -29,15 +30,7 @@ def _server(start_router, run, redis_url=None, state="local", budget=None, flags
 
 
 def _bodies(requests_, tag: str, n: int) -> list[dict]:
-    "`n` bid requests from the log with unique ids and no floors."
-    out = []
-    for i in range(n):
-        q = json.loads(json.dumps(requests_[i % len(requests_)]))
-        q["id"] = f"{tag}-{i}"
-        for imp in q["imp"]:
-            imp.pop("bidfloor", None); imp.pop("bidfloorcur", None)
-        out.append(q)
-    return out
+    return unfloored_requests(requests_, tag, n, unique=False)
 
 
 def _bid(url, q, client=None):
