@@ -35,3 +35,14 @@ def test_synth_bad_arguments(tmp_path):
         assert r.stderr.count('\n') == 1 and msg in r.stderr, r.stderr
     r = run('--rows', '10', '--out', str(tmp_path / 'no' / 'such' / 'x.txt'))
     assert r.returncode == 2 and 'is not writable' in r.stderr and r.stderr.count('\n') == 1
+
+def test_synth_family(tmp_path):
+    "A family setting from the shell: Criteo rows at the setting's CTR; a shape option next to it is a one-line error."
+    out = tmp_path / 'f.txt'
+    r = run('--family', 'independent', '--rows', '4000', '--out', str(out), '--seed', '2', '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith('synth: wrote 4,000 criteo rows') and 'mean true pCTR 3' in r.stdout   # ~32%
+    assert len(out.read_text().splitlines()[0].split('\t')) == 40
+    r = run('--family', 'independent', '--base-ctr', '0.1', '--out', str(tmp_path / 'g.txt'))
+    assert r.returncode == 2 and r.stderr.strip().endswith("family: 'independent' sets its own shape; expected no --base-ctr with it (Criteo format, base CTR of the setting)")
+    assert not (tmp_path / 'g.txt').exists()
