@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .config import RtbError, repo_root
 
 # %% auto #0
-__all__ = ['OVERRIDE_HEADER', 'Arm', 'ABConfig', 'load_ab_config', 'unit_hash', 'split_key', 'Splitter']
+__all__ = ['OVERRIDE_HEADER', 'Arm', 'ABConfig', 'load_ab_config', 'unit_hash', 'unit_hashes', 'split_key', 'Splitter']
 
 # %% ../nbs/13_ab.ipynb #ee9fe37c
 OVERRIDE_HEADER = 'X-RTB-Arm'
@@ -63,6 +63,11 @@ def unit_hash(key: str, salt: str) -> float:
     "A uniform number in [0, 1) from `key`, stable across processes, machines and Python versions."
     h = hashlib.blake2b(key.encode('utf-8'), digest_size=8, key=salt.encode('utf-8')[:64]).digest()
     return int.from_bytes(h, 'big') / 2.0 ** 64
+
+def unit_hashes(keys, salt: str) -> np.ndarray:
+    "`unit_hash` of each of `keys` (float64, bit-identical), in one pass: for offline splits of many users."
+    k, b2, fb = salt.encode('utf-8')[:64], hashlib.blake2b, int.from_bytes
+    return np.fromiter((fb(b2(x.encode('utf-8'), digest_size=8, key=k).digest(), 'big') for x in keys), np.float64, count=len(keys)) / 2.0 ** 64
 
 def split_key(user_id: str | None = None, ip: str | None = None, ua: str | None = None, request_id: str | None = None) -> str:
     "The id a request is split on: user, else device (ip + ua), else request."

@@ -16,7 +16,7 @@ from scipy import stats as sps
 from fastcore.script import call_parse
 from .config import RtbError
 from .units import cpm_to_cost, PRICE_SCALE
-from .ab import ABConfig, Arm, Splitter, split_key
+from .ab import ABConfig, Arm, Splitter, split_key, unit_hashes
 from .auction import check_replay_log, replay_counts, whole_bids
 
 # %% auto #0
@@ -430,18 +430,21 @@ def replay_outcomes(strategy, log: pd.DataFrame, budget: float = math.inf, first
                              price_paid=np.where(won, b if first_price else z, 0.0) / price_scale, clicked=won & (y > 0)))
 
 # %% ../nbs/21_experiments.ipynb #3b114107
-def split_users(keys: Sequence[str], splitter: Splitter) -> np.ndarray:
-    "The arm name of each key, `splitter.assign` called once per distinct key."
-    codes, uniq = pd.factorize(np.asarray(keys, dtype=object))
-    return np.array([splitter.assign(k).name for k in uniq], dtype=object)[codes]
+def split_users(keys: Sequence[str], splitter: Splitter, factorized: tuple | None = None) -> np.ndarray:
+    "The arm name of each key: what `splitter.assign` gives, hashed once per distinct key (`factorized`: `pd.factorize(keys)`, when known)."
+    codes, uniq = factorized if factorized is not None else pd.factorize(np.asarray(keys, dtype=object))
+    arms = splitter.cfg.arms
+    names = np.array([a.name for a in arms], dtype=object)
+    if len(arms) == 1: return names[np.zeros(len(codes), np.intp)]
+    return names[np.searchsorted(splitter._edges, unit_hashes(uniq, splitter.cfg.salt), side='right')][codes]
 
 def ab_outcomes(log: pd.DataFrame, strategies: Mapping[str, object], splitter: Splitter, budget_prop: float | None = None,
-                first_price: bool = False, price_scale: float = PRICE_SCALE['ipinyou']) -> pd.DataFrame:
+                first_price: bool = False, price_scale: float = PRICE_SCALE['ipinyou'], factorized: tuple | None = None) -> pd.DataFrame:
     "Decision rows of every arm (arm, request_id, ts, pctr, bid, price, won, price_paid, clicked, user), in time order."
     arms = splitter.cfg.arms
     missing = [a.name for a in arms if a.name not in strategies]
     if missing: raise RtbError(f"strategies: no strategy for arm {missing[0]!r}; expected one per arm of the splitter")
-    arm_of = split_users(log['split_key'], splitter)
+    arm_of = split_users(log['split_key'], splitter, factorized)
     total, wsum = float(log['market_price'].sum()), sum(a.weight for a in arms)
     parts = []
     for a in arms:
@@ -465,8 +468,9 @@ def aa_false_positive(log: pd.DataFrame, strategy, salts: int = 200, budget_prop
     if int(salts) < 1: raise RtbError(f"salts: {salts} is invalid; expected an integer >= 1")
     metrics = list(PROPORTIONS) + (['ecpc'] if n_boot else [])
     pv = {m: [] for m in metrics + ['srm']}
+    fz = pd.factorize(np.asarray(log['split_key'], dtype=object))     # the users, once for every split
     for i in tqdm(range(int(salts)), desc='A/A splits', file=sys.stderr, disable=not progress, leave=False):
-        f = ab_outcomes(log, {'a': strategy, 'b': strategy}, two_arms(f'aa-{seed}-{i}'), budget_prop, first_price)
+        f = ab_outcomes(log, {'a': strategy, 'b': strategy}, two_arms(f'aa-{seed}-{i}'), budget_prop, first_price, factorized=fz)
         a, b = f[f.arm.to_numpy() == 'a'], f[f.arm.to_numpy() == 'b']
         for m, (k, n) in PROPORTIONS.items():
             pv[m].append(two_proportion_test(a[k].sum(), len(a) if n is None else a[n].sum(),
