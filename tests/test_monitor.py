@@ -152,3 +152,17 @@ def test_monitoring_runbook_quick(tmp_path):
     for f in ("monitoring.md", "psi_per_window.png", "calibration_per_window.png", "baseline/statistics.json",
               "shifted/constraint_violations.json", "shifted/quality/statistics.json"):
         assert (out / f).stat().st_size > 0, f
+
+
+def test_quality_of_a_run_scored_log(runs, tmp_path):
+    "`monitor quality --run`: the log scored through a trained run's model.onnx (the same scoring `rtb-dcn evaluate` uses)."
+    r = run_cli("monitor", "quality", "--data", runs["data"], "--format", "ipinyou", "--run", runs["run"], "--out", tmp_path / "q")
+    assert r.returncode in (0, EXIT_VIOLATIONS) and "Traceback" not in r.stderr, r.stderr
+    st = json.loads((tmp_path / "q" / "statistics.json").read_text())
+    m = st["binary_classification_metrics"]
+    assert st["dataset"]["item_count"] == 20_000 and 0.5 < m["auc"]["value"] < 1 and m["calibration"]["value"] > 0
+    from rtb_dcn.evaluate import evaluate_run
+    ref = evaluate_run(runs["run"], runs["data"], "ipinyou")
+    assert m["auc"]["value"] == pytest.approx(ref["auc"], abs=2e-3) and m["logloss"]["value"] == pytest.approx(ref["logloss"], rel=1e-6)
+    r = run_cli("monitor", "quality", "--data", runs["data"], "--format", "ipinyou", "--run", runs["broken"], "--out", tmp_path / "q2")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
