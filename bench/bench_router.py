@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/bench_router.py                 # the full run (~5-8 minutes on 2 cores)
     .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only bare,ort,handoff,redis   # a smoke run
+    .venv/bin/python bench/bench_router.py --repeat 3 --step-s 4 --qps 400,800,1200,1600,2400 --only bare,ort,redis,kserve,bare2,ort2,redis2
+                                                           # the goals' three interleaved repetitions (medians)
 
-Each router variant (VARIANTS: the defaults, every request handed to a thread, state in Redis; 1 and 2 workers) is
-ramped next to a bare FastAPI endpoint with the same number of workers IN THE SAME RUN, and reported as ratios to it
+Each router variant (VARIANTS: the defaults, every request handed to a thread, state in Redis, ONNX Runtime behind a
+KServe-v2 model server; 1 and 2 workers) is ramped next to a bare FastAPI endpoint with the same number of workers IN
+THE SAME RUN (with --repeat N, every section once per repetition, interleaved, and medians reported), and reported as ratios to it
 (capacity at client p99 <= 10 ms, server CPU per request), with the machine's float32 matmul and Python loop speed
 (`machine.calibration`) next to the absolute numbers. Each variant is then run again at half of its capacity to
 measure the share of requests over 10 ms server-side.
@@ -274,7 +277,19 @@ VARIANTS = {
     'ort2': (2, 'in-process ORT on the event loop, state per process', {'per_worker_state': True}),
     'handoff2': (2, 'in-process ORT handed to the micro-batcher thread, state per process', {'per_worker_state': True, 'score_inline_rows': 0}),
     'redis2': (2, 'in-process ORT on the event loop, state in Redis shared by both workers', {'state': 'redis'}),
+    'kserve': (1, 'ONNX Runtime in a separate `rtb-dcn model-server`, called over KServe-v2 REST (CPU of both counted)', {'scorer': 'kserve'}),
 }
+
+
+def median_of(runs: list):
+    "The element-wise median of the repeats' summaries (dicts of numbers, nested; None where no repeat has a number)."
+    first = next((r for r in runs if r is not None), None)
+    if isinstance(first, dict):
+        return {k: median_of([r.get(k) if isinstance(r, dict) else None for r in runs]) for k in first}
+    nums = [r for r in runs if isinstance(r, (int, float)) and not isinstance(r, bool)]
+    if not nums: return first
+    m = float(np.median(nums))
+    return int(m) if all(isinstance(r, int) for r in nums) and m.is_integer() else round(m, 3)
 
 
 def vs_bare(rows: list[dict], bare_rows: list[dict], r: dict, b: dict) -> dict:
@@ -284,7 +299,7 @@ def vs_bare(rows: list[dict], bare_rows: list[dict], r: dict, b: dict) -> dict:
            for q in common}
     ratio = lambda k: None if not (r.get(k) and b.get(k)) else round(r[k] / b[k], 3)
     return {'max_qps_client_p99_10ms': ratio('max_qps_client_p99_10ms'), 'max_served_per_s': ratio('max_served_per_s'),
-            'cpu_per_request_by_qps': cpu, 'cpu_per_request_median': float(np.median(list(cpu.values()))) if cpu else None,
+            'cpu_per_request_by_qps': cpu, 'cpu_per_request_median': round(float(np.median(list(cpu.values()))), 3) if cpu else None,
             'goals': {'max_qps_client_p99_10ms': '>= 0.5', 'cpu_per_request': '<= 2'}}
 
 
@@ -295,7 +310,8 @@ def main():
     ap.add_argument('--backend-qps', default='200,400,800,1200,1600', help='ramp of the TF / KServe backends')
     ap.add_argument('--step-s', type=float, default=5.0, help='seconds per load step')
     ap.add_argument('--concurrency', type=int, default=64, help='closed-loop concurrency of the micro-batching comparison')
-    ap.add_argument('--only', default='bare,ort,handoff,redis,bare2,ort2,handoff2,redis2,batching,tf,kserve',
+    ap.add_argument('--repeat', type=int, default=1, help='interleaved repetitions of the bare/router sections (medians reported; the goals ask for 3)')
+    ap.add_argument('--only', default='bare,ort,handoff,redis,kserve,bare2,ort2,handoff2,redis2,batching,tf',
                     help=f"which parts to run: bare, bare2 (2 uvicorn workers), router variants {', '.join(VARIANTS)}, batching, tf, kserve")
     a = ap.parse_args()
     t_start = time.time()
@@ -319,9 +335,9 @@ def main():
            'run': str(run), 'requests_from': str(data), 'step_s': a.step_s, 'p99_goal_ms': P99_GOAL_S * 1000,
            'criterion': 'a step is good when errors == 0, no tmax no-bids, >= 95% of the offered rate served and p99 <= 10 ms',
            'steps': []}
-    steps = res['steps']
-    def add(section, rows):
-        for r in rows: r['section'] = section
+    steps, top = res['steps'], res
+    def add(section, rows, rep=0):
+        for r in rows: r['section'], r['repeat'] = section, rep + 1
         steps.extend(rows)
         return rows
     try:
@@ -330,45 +346,73 @@ def main():
             return {**out, 'max_qps_client_p99_10ms': best(rows, 'client'), 'max_served_per_s': max(r['completed_per_s'] for r in rows)}
         # every router variant next to the bare endpoint with the same number of uvicorn workers, in this one run: the
         # ratios (router / bare) are what holds on another machine; the absolute numbers go with `machine.calibration`
-        redis = None
-        if any(VARIANTS[v][2].get('state') == 'redis' for v in parts if v in VARIANTS):
-            redis = redis_server(log=tmp).start(); log(f'redis-server for --state redis at {redis.url}')
-        try:
+        def variant(v, w, flags, name):
+            "The router of variant `v` (started), and the model server it calls (kserve) or None."
+            ms = None
+            if flags.get('scorer') == 'kserve':
+                ms = model_server(run, log=tmp, cwd=ROOT).start(); flags = {**flags, 'scorer_url': ms.url}
+            try: return router(name, run, tmp, features, workers=w, **flags), ms
+            except BaseException:
+                if ms is not None: ms.stop()
+                raise
+
+        def one_pass(res: dict, rep: int):
             for w in (1, 2):
-                bare_key = 'bare' if w == 1 else 'bare2'
+                bare_key, bare_sec = ('bare', 'bare') if w == 1 else ('bare2', f'bare_{w}w')
                 if bare_key in parts:
                     s = bare_server(w, log=tmp, cwd=ROOT).start()
-                    try: rows = add('bare' + ('' if w == 1 else f'_{w}w'), ramp(s, bodies, qps + [3200, 4800], a.step_s))
+                    try: rows = add(bare_sec, ramp(s, bodies, qps + [3200, 4800], a.step_s), rep)
                     finally: s.stop()
                     res['bare_fastapi' + ('' if w == 1 else '_2_workers')] = summary(rows, server_side=False)
                 for v, (vw, label, flags) in VARIANTS.items():
                     if v not in parts or vw != w: continue
                     flags = {**flags, **({'redis_url': redis.url} if flags.get('state') == 'redis' else {})}
-                    s = router(f'router-{v}', run, tmp, features, workers=w, **flags)
+                    s, ms = variant(v, w, flags, f'router-{v}')
+                    extra = (ms,) if ms is not None else ()
                     log(f'router {v} ({label}) up in {s.start_s:.1f}s')
-                    try: rows = add(f'ramp_{v}', ramp(s, bodies, qps + ([] if w == 1 else [3200]), a.step_s))
-                    finally: s.stop()
+                    try: rows = add(f'ramp_{v}', ramp(s, bodies, qps + ([] if w == 1 else [3200]), a.step_s, extra_cpu=extra), rep)
+                    finally:
+                        s.stop()
+                        if ms is not None: ms.stop()
                     res[f'router_{v}'] = summary(rows)
                     # the share of requests over 10 ms server-side at half of this variant's capacity
                     cap = res[f'router_{v}']['max_qps_server_p99_10ms'] or res[f'router_{v}']['max_served_per_s']
-                    hs = router(f'router-{v}-half', run, tmp, features, workers=w, **flags)
-                    try: half = run_step(hs, bodies, qps=max(50, int(cap / 2)), duration=max(a.step_s * 2, 10))
-                    finally: hs.stop()
+                    hs, ms = variant(v, w, flags, f'router-{v}-half')
+                    try: half = run_step(hs, bodies, qps=max(50, int(cap / 2)), duration=max(a.step_s * 2, 10), extra_cpu=(ms,) if ms else ())
+                    finally:
+                        hs.stop()
+                        if ms is not None: ms.stop()
                     res[f'router_{v}']['at_half_capacity'] = {k: half.get(k) for k in ('qps', 'server_over_10ms_pct', 'server_p99_ms', 'client_p99_ms',
                                                                                       'server_stage_ms', 'cpu_us_per_request', 'errors')}
-                    add(f'half_{v}', [half])
+                    add(f'half_{v}', [half], rep)
                     b = res.get('bare_fastapi' + ('' if w == 1 else '_2_workers'))
-                    if b: res[f'router_{v}']['vs_bare'] = vs_bare(rows, [r for r in steps if r['section'] == 'bare' + ('' if w == 1 else f'_{w}w')],
+                    if b: res[f'router_{v}']['vs_bare'] = vs_bare(rows, [r for r in steps if r['section'] == bare_sec and r['repeat'] == rep + 1],
                                                                    res[f'router_{v}'], b)
+            for v, base in (('redis', 'ort'), ('redis2', 'ort2')):     # in this repetition: Redis state vs in-process, same workers
+                if f'router_{v}' in res and f'router_{base}' in res:
+                    r, o = res[f'router_{v}'], res[f'router_{base}']
+                    ratio = lambda x, y: None if not (x and y) else round(x / y, 3)
+                    res[f'shared_state_cost_{v}'] = {
+                        'redis_vs_inprocess_max_qps_server_p99_10ms': ratio(r['max_qps_server_p99_10ms'], o['max_qps_server_p99_10ms']),
+                        'redis_vs_inprocess_max_qps_client_p99_10ms': ratio(r['max_qps_client_p99_10ms'], o['max_qps_client_p99_10ms']),
+                        'redis_vs_inprocess_cpu_per_request': ratio((r.get('vs_bare') or {}).get('cpu_per_request_median'),
+                                                                    (o.get('vs_bare') or {}).get('cpu_per_request_median')),
+                        'goal': '>= 0.85 (the shared state costs at most 15% of the in-process throughput)'}
+
+        redis = None
+        if any(VARIANTS[v][2].get('state') == 'redis' for v in parts if v in VARIANTS):
+            redis = redis_server(log=tmp).start(); log(f'redis-server for --state redis at {redis.url}')
+        repeats = []
+        try:
+            for rep in range(a.repeat):       # interleaved: every section once per repetition, so a slow spell hits all of them
+                log(f'--- repetition {rep + 1}/{a.repeat}')
+                repeats.append({})
+                one_pass(repeats[-1], rep)
         finally:
             if redis is not None: redis.stop()
-        for v, base in (('redis', 'ort'), ('redis2', 'ort2')):
-            if f'router_{v}' in res and f'router_{base}' in res:
-                r, o = res[f'router_{v}'], res[f'router_{base}']
-                res[f'shared_state_cost_{v}'] = {'redis_vs_inprocess_max_qps_server_p99_10ms':
-                                                 None if not (r['max_qps_server_p99_10ms'] and o['max_qps_server_p99_10ms'])
-                                                 else round(r['max_qps_server_p99_10ms'] / o['max_qps_server_p99_10ms'], 3),
-                                                 'goal': '>= 0.85 (the shared state costs at most 15% of the in-process throughput)'}
+            for k in dict.fromkeys(k for r in repeats for k in r):    # the medians over the repetitions, under the keys of one
+                res[k] = median_of([r.get(k) for r in repeats])
+            if a.repeat > 1: res['repeats'] = repeats
         if 'batching' in parts:
             res['micro_batching'] = {}
             for mb in ('on', 'off'):
@@ -389,15 +433,8 @@ def main():
             try: rows = add('backend_tf', ramp(s, bodies, bqps, a.step_s))
             finally: s.stop()
             res['backends']['tf (in-process SavedModel)'] = summary(rows)
-        if 'kserve' in parts:
-            ms = model_server(run, log=tmp, cwd=ROOT).start()
-            try:
-                s = router('router-kserve', run, tmp, features, scorer='kserve', scorer_url=ms.url)
-                log(f'router -> KServe-v2 model server ({ms.url}) up')
-                try: rows = add('backend_kserve', ramp(s, bodies, bqps, a.step_s, extra_cpu=(ms,)))
-                finally: s.stop()
-            finally: ms.stop()
-            res['backends']['kserve (remote rtb-dcn model-server over HTTP)'] = {**summary(rows), 'note': 'server_cpu_pct counts router + model server'}
+        if 'router_kserve' in res:
+            res['backends']['kserve (remote rtb-dcn model-server over HTTP)'] = {**res['router_kserve'], 'note': 'server CPU counts router + model server'}
     finally:
         res['load_avg_at_end'] = [round(x, 2) for x in os.getloadavg()]
         res['seconds'] = round(time.time() - t_start, 1)
