@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #691e5fb3
 from __future__ import annotations
-import os, json, time, hashlib, math, shutil, sys
+import os, json, time, hashlib, math, shutil, sys, contextlib
 from pathlib import Path
 from typing import Literal, Iterator
 import numpy as np
@@ -175,7 +175,8 @@ def clear_exports(run_dir: Path) -> list[str]:
     return gone
 
 def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
-          chunk_rows: int | None = None, on_bad_lines: str = 'error', verbose: bool = True, cache: bool = True) -> dict:
+          chunk_rows: int | None = None, on_bad_lines: str = 'error', verbose: bool = True, cache: bool = True,
+          distributed: bool = False) -> dict:
     "Train `cfg` on `data` (a log file, a shard folder from `rtb-dcn prepare`, or a canonical DataFrame split in memory the same way); write the run folder `run_dir`; return metrics.json's content."
     import keras, tensorflow as tf
     import pandas as pd
@@ -188,6 +189,8 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
     chunk_rows = chunk_rows or s.chunk_rows
     run_dir = Path(run_dir)
     mcfg = cfg.model
+    from rtb_dcn.distributed import multi_worker_strategy, shard_by_data, build_for_fit   # TF_CONFIG's workers; before any TF op
+    strategy = multi_worker_strategy() if distributed else None
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     scfg = None
@@ -219,12 +222,15 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
     n_train = shards.rows('train') if shards else spec.n_rows_fit
     if n_train == 0: raise RtbError(f"{data}: the train split is empty; expected rows (check --nrows and the file)")
     t_spec = time.time() - t0
-    model = model_from_config(mcfg, [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
+    scope = strategy.scope if strategy else contextlib.nullcontext
+    with scope(): model = model_from_config(mcfg, [f.cardinality for f in spec.cat_fields], len(spec.dense_fields))
     # the training loss includes the L2 penalty on the embeddings; early stopping and checkpoints watch the plain
     # validation logloss (`val_logloss`), which is what the run is judged by. Adam runs as one fused kernel per
     # variable (`FusedAdam`: Keras' Adam rule, one pass over the embedding table instead of a dozen)
-    model.compile(optimizer=FusedAdam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.BinaryCrossentropy(name='logloss')])
+    with scope():
+        model.compile(optimizer=FusedAdam(cfg.learning_rate), loss=keras.losses.BinaryCrossentropy(),
+                      metrics=[keras.metrics.BinaryCrossentropy(name='logloss')])
+    if strategy: build_for_fit(model, len(spec.cat_fields), len(spec.dense_fields), strategy)
     # training into an existing run folder replaces its model: the old exports go, so nothing serves a stale
     # model.onnx next to the new input_spec.json
     gone = clear_exports(run_dir) if run_dir.is_dir() else []
@@ -240,7 +246,10 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
            keras.callbacks.CSVLogger(str(run_dir / 'history.csv'))]
     if verbose: cbs.append(_progress())
     t1 = time.time()
-    def dataset(name, batch_size, shuffle=False):   # the same batches from a log, its encoded cache or a shard folder (rtb_dcn.shards)
+    def dataset(name, batch_size, shuffle=False):   # --distributed: each worker keeps its slice of every batch (rtb_dcn.distributed)
+        ds = _dataset(name, batch_size, shuffle)
+        return shard_by_data(ds) if strategy else ds
+    def _dataset(name, batch_size, shuffle=False):   # the same batches from a log, its encoded cache or a shard folder (rtb_dcn.shards)
         seed = cfg.seed if shuffle else 0
         if shards: return shard_dataset(shards, name, batch_size, shuffle, seed)
         if not cache or scfg or not isinstance(data, Path): return tf_dataset(part(name), spec, batch_size, shuffle, seed)
@@ -284,17 +293,21 @@ def train_cli(
     store_features: bool = False,  # override: add the point-in-time store features (user/context counts, CTR, recency)
     on_bad_lines: str = 'error',  # malformed rows: error | skip (skipped rows are counted)
     no_cache: bool = False,    # re-read and re-encode the log every epoch instead of streaming epochs 2+ from <run>/encoded/
+    distributed: bool = False, # data-parallel over TF_CONFIG's workers (MultiWorkerMirroredStrategy); each worker its own --run
 ):
     "Train a model on a log (or a shard folder from `rtb-dcn prepare`) and write artifacts/<run>/ (model, input_spec.json, metrics.json)."
     from rtb_dcn.config import repo_root
     s = load_settings()
     if not Path(data).exists(): raise RtbError(f"data: {data!r} does not exist; expected a log file or a shard folder")
+    if distributed:
+        from rtb_dcn.distributed import tf_config
+        tf_config()                        # a missing or broken TF_CONFIG fails before TensorFlow starts
     cfg = load_experiment(config or repo_root() / 'configs' / 'experiments' / 'dcn_criteo.yaml', experiment,
                           format=format, model=model, structure=structure, cross=cross, epochs=epochs,
                           batch_size=batch_size, learning_rate=learning_rate, seed=seed, store_features=store_features or None)
     run_dir = s.artifacts_dir / (run or experiment)
     print(f"train: {cfg.model.kind}/{cfg.model.structure}/{cfg.model.cross} on {data} ({cfg.format}) -> {run_dir}")
-    m = train(cfg, data, run_dir, nrows=nrows, on_bad_lines=on_bad_lines, cache=not no_cache)
+    m = train(cfg, data, run_dir, nrows=nrows, on_bad_lines=on_bad_lines, cache=not no_cache, distributed=distributed)
     print(f"train: done in {m['fit_seconds']:.0f}s, {m['epochs']} epoch(s), {m['rows_per_s']:.0f} rows/s; "
           f"test auc {m['auc']:.4f} logloss {m['logloss']:.5f} NE {m['normalized_entropy']:.4f} "
           f"calibration {m['calibration']:.3f} -> {run_dir}")
