@@ -61,7 +61,8 @@ $(TRITON_STAMP):
 
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
 test: services venv-triton  ## quick suite: notebooks (nbdev-test) + pytest
-	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) $(if $(TEST_FLAGS),--flags "$(TEST_FLAGS)")
+	@# the notebooks' `redis` and `aws` cells run too: this target starts what they need (redis-server, moto)
+	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) --flags "redis aws $(TEST_FLAGS)"
 	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)
 
 test-slow: TEST_FLAGS = slow
