@@ -66,6 +66,20 @@ def test_triton_pctr_equals_in_process_onnx(triton, runs, batch):
     ks.close()
 
 
+def test_grpc_scorer_against_triton(triton, runs, batch):
+    "The router's KServe-v2 gRPC client against Triton's gRPC endpoint: the same pCTR (Triton answers raw tensors)."
+    from rtb_dcn.scoring import OnnxScorer, make_scorer, ScorerError
+    ids, dense = batch
+    local = OnnxScorer(runs["run"]).score(ids, dense)
+    gs = make_scorer("kserve_grpc", runs["run"], url=f"127.0.0.1:{triton.grpc_port}", timeout_s=10)
+    assert gs.ready() and gs.metadata()["platform"] == "python"
+    assert np.abs(gs.score(ids, dense) - local).max() <= 1e-5
+    with pytest.raises(ScorerError, match="batch-size must be <= 256") as e:
+        gs.score(np.concatenate([ids, ids]), np.concatenate([dense, dense]))
+    assert e.value.reason == "bad_request"
+    gs.close()
+
+
 def test_triton_errors_become_scorer_errors(triton, runs, batch):
     from rtb_dcn.scoring import KServeScorer, ScorerError
     ids, dense = batch
