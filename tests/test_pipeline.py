@@ -68,6 +68,8 @@ def test_definition_snapshot(definitions, prof):
     assert sides == [('candidate.auc', {'Get': 'Parameters.MinAuc'}), ('candidate.ecpc', {'Get': 'Parameters.MaxEcpc'}),
                      ('candidate.auc', {'Std:JsonGet': {'PropertyFile': {'Get': 'Steps.EvaluateModel.PropertyFiles.Evaluation'}, 'Path': 'approved.auc'}}),
                      ('candidate.ecpc', {'Std:JsonGet': {'PropertyFile': {'Get': 'Steps.EvaluateModel.PropertyFiles.Evaluation'}, 'Path': 'approved.ecpc'}})]
+    committed = ROOT / 'report' / 'pipeline' / f'definition_{prof}.json'   # the reviewed copy: in sync with the code
+    assert json.loads(committed.read_text()) == d, f"{committed} is stale: rtb-dcn pipeline definition --profile {prof} --out {committed.relative_to(ROOT)}"
     defaults = {x['Name']: x.get('DefaultValue') for x in d['Parameters']}
     assert (defaults['ApprovalStatus'], defaults['MinAuc'], defaults['Deploy']) == (p.approval, p.min_auc, str(p.deploy).lower())
     assert defaults['ApprovalStatus'] == ('PendingManualApproval' if prof == 'prod' else 'Approved')
