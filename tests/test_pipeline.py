@@ -219,3 +219,21 @@ def test_demo_train_report_on_sagemaker_target(tmp_path):
     assert res['endpoint'].startswith('http://127.0.0.1:') and res['local_run']['outcome']
     nb = (tmp_path / 'train_report' / 'train_report.ipynb').read_text()
     assert 'target: sagemaker' in nb and 'local runner (the numbers moto cannot produce)' in nb
+
+
+def test_container_steps_run_as_cli(tmp_path):
+    "What a processing container runs: `rtb-dcn pipeline validate|process` over a raw/ folder holding one log."
+    raw = tmp_path / 'raw'; raw.mkdir()
+    _synth(raw / 'log.txt', 15_000)
+    env = dict(os.environ, RTB_PIPELINE=json.dumps({'min_rows': 10_000}))
+    run = lambda *a: subprocess.run([RTB, 'pipeline', *a, '--profile', 'dev'], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    r = run('validate', '--data', str(raw), '--out', str(tmp_path / 'validation'))
+    assert r.returncode == 0 and r.stdout.strip() == 'pipeline validate: done', r.stderr
+    v = json.loads((tmp_path / 'validation' / 'validation.json').read_text())
+    assert v['engine'] == 'duckdb' and v['passed'] and {c['name']: c['value'] for c in v['checks']}['row_count'] == 15_000
+    r = run('process', '--data', str(raw), '--out', str(tmp_path / 'features'), '--experiment', 'DCN_test')
+    assert r.returncode == 0, r.stderr
+    man = json.loads((tmp_path / 'features' / 'manifest.json').read_text())
+    assert man['rows'] == 15_000 and set(man['splits']) == {'train', 'valid', 'test'} and (tmp_path / 'features' / 'input_spec.json').is_file()
+    r = run('explode')
+    assert r.returncode == 2 and "action: 'explode' is unknown" in r.stderr
