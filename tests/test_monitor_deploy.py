@@ -81,6 +81,12 @@ def test_real_prometheus_alert_fires_and_clears(runs, requests_, start_router, s
         assert a["labels"]["severity"] == "page" and str(router.port) in a["labels"]["instance"]
         router.start()                                                       # ... and recovers on the same port
         _wait(lambda: _alert(url, "RtbRouterDown") is None, "RtbRouterDown cleared")
+        # failing requests: malformed bid requests count as errors; the error-ratio alert fires on them
+        for q in requests_[60:70]: router.client.post("/openrtb2/bid", json=q)
+        def burst():
+            for _ in range(20): router.client.post("/openrtb2/bid", content=b"{not json", headers={"content-type": "application/json"})
+            return (a := _alert(url, "RtbHighErrorRate")) and a["state"] == "firing" and a
+        assert float(_wait(burst, "RtbHighErrorRate firing")["value"]) > 0.01
     # the OpenSearch pipeline over the router's own bid-log lines
     lines = [json.loads(l) for l in Path(router.argv[router.argv.index("--bid-log") + 1]).read_text().splitlines() if l.strip()]
     assert lines
