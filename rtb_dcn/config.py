@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535)  # port the router listens on
     workers: int = Field(1, ge=1)            # uvicorn worker processes
     per_worker_state: bool = False          # benchmarks only: with workers > 1, open bids, win stats and budgets are per process
-    scorer: Literal['onnx', 'tf', 'kserve', 'sagemaker'] = 'onnx'  # scoring backend (rtb_dcn.scoring)
+    scorer: Literal['onnx', 'tf', 'kserve', 'kserve_grpc', 'sagemaker'] = 'onnx'  # scoring backend (rtb_dcn.scoring; kserve_grpc: scorer_url is host:port)
     scorer_url: str | None = None            # kserve: base URL of the KServe-v2 server; sagemaker: endpoint name
     scorer_threads: int = Field(1, ge=1)     # ONNX Runtime intra-op threads per scorer
     scorer_timeout_ms: float = Field(100.0, gt=0)  # remote scorers: per-call timeout

@@ -69,7 +69,7 @@ class ArmRuntime:
 # %% ../nbs/14b_state.ipynb #04c79d0c
 def _scorer_options(s: Settings, spec: FeatureSpec) -> dict:
     if s.scorer == 'onnx': return {'threads': s.scorer_threads}
-    if s.scorer == 'kserve':
+    if s.scorer in ('kserve', 'kserve_grpc'):
         return {'url': s.scorer_url, 'timeout_s': s.scorer_timeout_ms / 1000, 'n_cat': len(spec.cat_fields), 'n_dense': len(spec.dense_fields)}
     if s.scorer == 'sagemaker': return {'endpoint': s.scorer_url}
     return {}

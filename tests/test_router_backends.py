@@ -96,3 +96,21 @@ def test_features_load_into_redis_then_served(runs, requests_, redis_server, fea
 def test_features_load_bad_input_is_one_line(tmp_path):
     r = run_cli("feature-store", "load", "--data", tmp_path / "missing.txt", "--format", "ipinyou", "--out", tmp_path / "f.json")
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_router_scores_over_kserve_grpc(runs, requests_, start_model_server, start_router):
+    "RTB_SCORER=kserve_grpc: the router scores through `rtb-dcn model-server --grpc-port` with the same pCTRs as in-process."
+    from rtb_dcn.servers import free_port
+    reqs = requests_[200:240]
+    base = {"RTB_FEATURE_STORE": "none", "RTB_BID_LOG": "off", "RTB_STRATEGY": "lin", "RTB_STRATEGY_PARAM": 300, "RTB_TMAX_DEFAULT_MS": 5000,
+            "RTB_SCORER_TIMEOUT_MS": 2000}
+    gport = free_port()
+    answers = {}
+    with start_model_server(runs["run"], grpc_port=gport):
+        for name, extra in (("onnx", {"RTB_SCORER": "onnx"}), ("grpc", {"RTB_SCORER": "kserve_grpc", "RTB_SCORER_URL": f"127.0.0.1:{gport}"})):
+            with start_router(runs["run"], env={**base, **extra}) as s:
+                assert s.client.get("/readyz").json()["status"] == "ready"
+                answers[name] = _answers(s, reqs)
+    assert any(st == 200 for st, _, _ in answers["onnx"])
+    for (st0, p0, _), (st1, p1, _) in zip(answers["onnx"], answers["grpc"]):
+        assert st0 == st1 and (st0 != 200 or abs(p0 - p1) <= 1e-6), (p0, p1)
