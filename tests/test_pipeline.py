@@ -237,3 +237,25 @@ def test_container_steps_run_as_cli(tmp_path):
     assert man['rows'] == 15_000 and set(man['splits']) == {'train', 'valid', 'test'} and (tmp_path / 'features' / 'input_spec.json').is_file()
     r = run('explode')
     assert r.returncode == 2 and "action: 'explode' is unknown" in r.stderr
+
+
+def test_deploy_step_on_moto(moto_url, monkeypatch, tmp_path):
+    "DeployModel in the cloud: two approved packages -> models, an endpoint config with two weighted variants and data capture, the endpoint."
+    _aws_env(monkeypatch)
+    import boto3
+    s = load_settings(profile='staging', pipeline={'endpoint_url': moto_url, 'bucket': 'rtb-dcn-deploy-test', 'model_package_group': 'rtb-dcn-deploy-test'})
+    boto3.client('s3', endpoint_url=moto_url, region_name='us-east-1').create_bucket(Bucket=s.pipeline.bucket)
+    run = tmp_path / 'run'; run.mkdir(); (run / 'model.onnx').write_bytes(b'onnx')
+    ev = dict(candidate=dict(model_version='m', auc=0.7, logloss=0.02, ecpc=900.0, clicks=3, budget_prop=4.0))
+    (tmp_path / 'evaluation.json').write_text(json.dumps(ev))
+    reg = pl.SageMakerRegistry(s.pipeline)
+    arns = [reg.register(run, tmp_path / 'evaluation.json', pl.model_package_request(s.pipeline, 'x', 'y', ev)) for _ in range(2)]
+    assert pl.run_step('deploy', s, enabled='false', registry='sagemaker') == 'deploy: off'
+    req = pl.run_step('deploy', s, enabled='true', registry='sagemaker')
+    sm = boto3.client('sagemaker', endpoint_url=moto_url, region_name='us-east-1')
+    cfg = sm.describe_endpoint_config(EndpointConfigName=req['EndpointConfigName'])
+    assert [(v['VariantName'], v['InitialVariantWeight'], v['InstanceType']) for v in cfg['ProductionVariants']] == \
+           [('control', 0.5, 'ml.c5.xlarge'), ('treatment', 0.5, 'ml.c5.xlarge')]
+    assert cfg['DataCaptureConfig']['InitialSamplingPercentage'] == 20 and cfg['DataCaptureConfig']['DestinationS3Uri'].endswith('/rtb-dcn/data-capture')
+    assert sm.describe_endpoint(EndpointName='rtb-dcn-staging')['EndpointConfigName'] == req['EndpointConfigName']
+    assert len(arns) == 2
