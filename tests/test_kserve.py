@@ -58,6 +58,7 @@ def test_grpc_scorer_against_kserve(kserve, runs, batch):
     gs.close()
 
 
+@pytest.mark.slow   # the router path over KServe-v2 REST is the quick suite's test_triton.py::test_router_scores_through_triton
 def test_router_scores_through_kserve(kserve, runs, requests_, start_router):
     "The router with RTB_SCORER=kserve pointed at KServe's ModelServer: the same pCTR and decisions as in-process."
     reqs = requests_[:40]
