@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # onnxruntime >= 1.32 collects telemetry on Linux unless this is set (rtb_dcn sets it too, before importing onnxruntime)
 export ORT_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test test-slow services venv-triton sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
+.PHONY: demo test test-slow services venv-triton venv-kserve sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
 
 venv: $(STAMP)
 $(STAMP):
@@ -59,8 +59,21 @@ $(TRITON_STAMP):
 	  || echo "make: could not create $(TRITON_VENV): the Triton tests will be skipped (rm -rf $(TRITON_VENV) to retry)"
 	@mkdir -p $(TRITON_VENV) && touch $@
 
+# KServe's ModelServer (PyPI kserve 0.21 pins starlette >= 1.3.1, which clashes with some FastAPI versions)
+KSERVE_VENV := .venv-kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.made-kserve-0.21
+venv-kserve: $(KSERVE_STAMP)  ## KServe's virtualenv (.venv-kserve: kserve 0.21 + onnxruntime) for tests/test_kserve.py
+$(KSERVE_STAMP):
+	@echo "make: creating $(KSERVE_VENV) (kserve 0.21, onnxruntime) with $(PY_SERVERS)"
+	@rm -rf $(KSERVE_VENV)
+	@{ $(PY_SERVERS) -m venv $(KSERVE_VENV) && $(KSERVE_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	     "kserve>=0.21,<0.22" "onnxruntime>=1.20,<1.33" 2>&1 | grep -v "^WARNING: Location" ; \
+	   test -f $(KSERVE_VENV)/lib/python3.*/site-packages/kserve/model_server.py; } \
+	  || echo "make: could not create $(KSERVE_VENV): the KServe tests will be skipped (rm -rf $(KSERVE_VENV) to retry)"
+	@mkdir -p $(KSERVE_VENV) && touch $@
+
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
-test: services venv-triton  ## quick suite: notebooks (nbdev-test) + pytest
+test: services venv-triton venv-kserve  ## quick suite: notebooks (nbdev-test) + pytest
 	@# the notebooks' `redis` and `aws` cells run too: this target starts what they need (redis-server, moto)
 	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) --flags "redis aws $(TEST_FLAGS)"
 	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)

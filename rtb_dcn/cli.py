@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'auction-replay': ('rtb_dcn.auction', 'auction_replay_cli', 'counterfactual auction replay of bidding strategies under a budget'),
     'ab-report':    ('rtb_dcn.experiments', 'ab_report_cli', "A/B report of the router's bid log + the exchange's events: per-arm metrics with CIs, tests, SRM, stability"),
     'model-server': ('rtb_dcn.model_server', 'model_server_cli', "serve a run's model.onnx over the KServe v2 REST protocol (Triton-compatible)"),
+    'sagemaker-serve': ('rtb_dcn.model_server', 'sagemaker_serve_cli', "SageMaker's serving contract for a run (GET /ping, POST /invocations JSON or CSV, port 8080)"),
     'serve':        ('rtb_dcn.router',  'serve_cli',        'serve the bidding router: OpenRTB /openrtb2/bid, /predict, /win, /metrics, /admin/reload (--model-package: a registered model)'),
     'feature-store': ('rtb_dcn.featurestore', 'feature_store_cli', 'fill the feature store (in-process JSON or Redis) with per-user/context aggregates'),
     'monitor':      ('rtb_dcn.monitor', 'monitor_cli',      'data-quality baseline/drift check and model quality (calibration) in SageMaker Model Monitor formats'),
