@@ -17,7 +17,7 @@ __all__ = ['STEPS', 'FOLDERS', 'CONTAINER', 'LOG_COLUMNS', 'METRIC_DEFINITIONS',
            'check_conditions', 'why_not', 'model_package_request', 'LocalRegistry', 'resolve_model_package',
            'SageMakerRegistry', 'variant_weights', 'endpoint_config_request', 'deploy_sagemaker', 'run_local',
            'build_definition', 'sdk_python', 'pipeline_definition', 'definition_summary', 'upsert', 'start', 'status',
-           'run_step', 'pipeline_cli', 'sagemaker_target', 'sagemaker_round_trip']
+           'run_step', 'sagemaker_target', 'sagemaker_round_trip']
 
 # %% ../nbs/23_pipeline.ipynb #d8bdc1e6
 STEPS = ('ValidateLogs', 'ProcessFeatures', 'TrainModel', 'EvaluateModel', 'CheckModel', 'RegisterModel', 'DeployModel')
