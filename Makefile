@@ -5,14 +5,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # the install stamp is keyed by pyproject.toml's content (nbdev-export rewrites the file, changing its mtime)
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
-EXTRAS ?= dev,train,stream,docs
+EXTRAS ?= dev,train,stream,docs,pipeline
 NB_WORKERS ?= 2
 TEST_FLAGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # onnxruntime >= 1.32 collects telemetry on Linux unless this is set (rtb_dcn sets it too, before importing onnxruntime)
 export ORT_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test test-slow services venv-triton venv-kserve sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
+.PHONY: demo test test-slow services venv-spark prometheus-bin monitoring-descriptors venv-triton venv-kserve sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
 
 venv: $(STAMP)
 $(STAMP):
@@ -72,13 +72,46 @@ $(KSERVE_STAMP):
 	  || echo "make: could not create $(KSERVE_VENV): the KServe tests will be skipped (rm -rf $(KSERVE_VENV) to retry)"
 	@mkdir -p $(KSERVE_VENV) && touch $@
 
+# Spark (issue 20): PyPI pyspark 4.x does not support pandas 3 (the main venv has 3.x), so it gets its own virtualenv
+# with pandas<3 and the project installed without dependencies (`rtb-dcn prepare --engine spark` runs its job there).
+# About 2 minutes and 1 GB (pyspark is built from its sdist) and a JVM per job: only `make test-slow` makes it. Stamped.
+SPARK_VENV := .venv-spark
+SPARK_STAMP := $(SPARK_VENV)/.made-pyspark-4
+venv-spark: $(SPARK_STAMP)  ## Spark's virtualenv (.venv-spark: pyspark 4.x, pandas<3) for rtb-dcn prepare --engine spark
+$(SPARK_STAMP):
+	@echo "make: creating $(SPARK_VENV) (pyspark 4.x, pandas<3) with $(PY_SERVERS)"
+	@rm -rf $(SPARK_VENV)
+	@{ $(PY_SERVERS) -m venv $(SPARK_VENV) && $(SPARK_VENV)/bin/python -m pip install -q --disable-pip-version-check "pyspark>=4.0,<4.4" \
+	     "pandas>=2.2,<3" "numpy>=2.0,<2.5" "pyarrow>=15,<27" "pydantic>=2.7,<3" "pydantic-settings>=2.3,<3" "pyyaml>=6.0,<7" \
+	     "fastcore>=1.8,<3" "tqdm>=4.60" 2>&1 | grep -v "^WARNING: Location" ; \
+	   $(SPARK_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location\|requires\|dependency" ; \
+	   $(SPARK_VENV)/bin/python -c "import pyspark, rtb_dcn.features, rtb_dcn.data"; } \
+	  || echo "make: could not create $(SPARK_VENV): the Spark tests will be skipped (rm -rf $(SPARK_VENV) to retry)"
+	@mkdir -p $(SPARK_VENV) && touch $@
+
+# Prometheus + promtool (Debian's package), for the monitoring tests (tests/test_monitor_deploy.py: promtool and a real
+# Prometheus scraping the router): the system's, else Debian's package when running as root, else those tests are
+# skipped with one line saying why
+prometheus-bin:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "make: installing prometheus (Debian) for the monitoring tests" && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
+	  echo "make: prometheus not found: the Prometheus tests will be skipped (apt-get install prometheus)"
+
+monitoring-descriptors: $(STAMP)  ## regenerate deploy/monitoring/ (Prometheus rules, Grafana, CloudFormation, OpenSearch) from rtb_dcn.monitor_deploy
+	$(BIN)/python -c "from rtb_dcn.monitor_deploy import regenerate_descriptors as r; print(*r(), sep='\n')"
+
+test: prometheus-bin    # Prometheus/promtool for the monitoring tests
 test: export PATH := $(CURDIR)/$(BIN):$(PATH)
 test: services venv-triton venv-kserve  ## quick suite: notebooks (nbdev-test) + pytest
+test: venv-aws          # the SageMaker SDK's own virtualenv (pipeline definition tests)
 	@# the notebooks' `redis` and `aws` cells run too: this target starts what they need (redis-server, moto)
 	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) --flags "redis aws $(TEST_FLAGS)"
+	cd nbs && ../$(BIN)/nbdev-test research --flags "$(TEST_FLAGS)"   # research notebooks (not in recursive=false's set): their compute cells are slow
 	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)
 
 test-slow: TEST_FLAGS = slow
+test-slow: venv-spark   # Spark's own virtualenv: only the slow set runs Spark (tests/test_spark.py)
 test-slow: test         ## also the cells/tests flagged slow
 
 sync: $(STAMP)          ## clean notebooks, export the package, render README.md
@@ -133,6 +166,29 @@ bench-serve: $(STAMP)   ## router and replayer under open-loop load (serves arti
 
 report-latency: $(STAMP)  ## latency/throughput runbook: local servers under open-loop + Locust load -> report/latency_throughput/
 	$(BIN)/rtb-dcn demo --only latency_throughput
+
+# Tools whose pins clash with the project's live in their own virtualenvs under .venvs/ (stamped by pyproject.toml's
+# content, so a second run is instant): the SageMaker SDK v3 (`rtb-dcn pipeline definition`; pyproject's `aws` extra
+# says why) and checkov (`make infra-check`). A machine that cannot create one (no package index) prints one line and
+# the tests that need it are skipped, counted as skipped.
+AWS_VENV     := .venvs/aws
+AWS_STAMP    := $(AWS_VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+CHECKOV_VENV := .venvs/checkov
+venv-aws: $(AWS_STAMP)  ## the SageMaker SDK's virtualenv (.venvs/aws): the pipeline definition is built there
+$(AWS_STAMP):
+	@test -x $(AWS_VENV)/bin/python || $(PYTHON) -m venv $(AWS_VENV)
+	@$(AWS_VENV)/bin/python -m pip install -q -e ".[aws]" && rm -f $(AWS_VENV)/.installed-* && touch $@ || \
+	  echo "make: could not install the SageMaker SDK into $(AWS_VENV): the pipeline-definition tests will be skipped"
+
+venv-checkov:           ## checkov's virtualenv (.venvs/checkov)
+	@test -x $(CHECKOV_VENV)/bin/checkov || { $(PYTHON) -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/python -m pip install -q "checkov>=3.2,<4"; } || \
+	  echo "make: could not install checkov into $(CHECKOV_VENV)"
+
+infra-check: $(STAMP) venv-checkov  ## cfn-lint + checkov over deploy/infra/ -> report/infra/
+	$(BIN)/cfn-lint deploy/infra/*.yaml
+	@mkdir -p report/infra
+	$(CHECKOV_VENV)/bin/checkov -d deploy/infra --framework cloudformation --skip-download --compact -o cli -o json \
+	  --output-file-path report/infra/checkov.txt,report/infra/checkov.json > /dev/null; rc=$$?; head -3 report/infra/checkov.txt; exit $$rc
 
 clean-venv:
 	rm -rf $(VENV)

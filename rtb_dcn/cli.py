@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'inspect-data': ('rtb_dcn.data',    'inspect_data_cli', 'schema, row count, label rate, missing rates, cardinalities of a log'),
     'prepare':      ('rtb_dcn.shards',  'prepare_cli',      'fit the feature spec and write a log, encoded, as Parquet shards (--engine local|spark)'),
     'train':        ('rtb_dcn.train',   'train_cli',        'train a DCN/LR/DNN on a log -> artifacts/<run>/ with metrics.json'),
+    'tune':         ('rtb_dcn.tune',    'tune_cli',         'search the hyper-parameters of an experiment with Optuna within a time budget -> best.yaml, trials.csv'),
     'export':       ('rtb_dcn.export',  'export_cli',       'SavedModel + ONNX (tf2onnx) of a run, with a parity report'),
     'inspect-model': ('rtb_dcn.export', 'inspect_model_cli', "a SavedModel's / ONNX file's inputs, outputs and opset"),
     'evaluate':     ('rtb_dcn.evaluate', 'evaluate_cli',    "score a log through a run's ONNX model: auc, logloss, NE, calibration"),
@@ -113,7 +114,7 @@ def console_to_log(path):
 
 
 # %% ../nbs/09_cli.ipynb #6d41fd78
-RUNBOOKS = ['data_summary', 'train_report', 'offline_eval', 'experiments', 'serve_report']  # executed in this order (serving, ending with an open-loop replay, last)
+RUNBOOKS = ['data_summary', 'train_report', 'offline_eval', 'experiments', 'monitoring', 'serve_report']  # executed in this order (serving, ending with an open-loop replay, last)
 EXTRA_RUNBOOKS = ['latency_throughput']   # run on request (`rtb-dcn demo --only latency_throughput`): servers under load, minutes
 
 def runbook_parameters(name: str, settings, quick: bool) -> dict:
@@ -123,11 +124,11 @@ def runbook_parameters(name: str, settings, quick: bool) -> dict:
     if name == 'train_report': p['ipinyou_rows'] = ipinyou_rows
     run = settings.artifacts_dir / 'demo_ipinyou'   # the iPinYou-shaped model train_report writes
     if name in ('serve_report', 'offline_eval', 'experiments', 'latency_throughput') and (run / 'model.onnx').is_file(): p['run_dir'] = str(run)
-    if name in ('offline_eval', 'experiments'): p['synth_rows'] = ipinyou_rows   # experiments reuses offline_eval's synthetic log
+    if name in ('offline_eval', 'experiments', 'monitoring'): p['synth_rows'] = ipinyou_rows   # experiments and monitoring reuse offline_eval's synthetic log
     return p
 
 def run_runbooks(names: list[str] | None = None, report_dir=None, seed: int | None = None, quick: bool = False,
-                 profile: str | None = None, console=None) -> dict[str, str]:
+                 profile: str | None = None, console=None, target: str = 'local') -> dict[str, str]:
     "Execute runbook notebooks with papermill, one progress line each (elapsed, ETA) on `console`; returns {name: executed notebook path}."
     import papermill as pm
     from rtb_dcn.config import load_settings, repo_root
@@ -144,7 +145,7 @@ def run_runbooks(names: list[str] | None = None, report_dir=None, seed: int | No
         dst = dst_dir / f'{name}.ipynb'
         try:
             declared = pm.inspect_notebook(str(nb))
-            params = {k: v for k, v in dict(report_dir=str(dst_dir), **runbook_parameters(name, s, quick)).items() if k in declared}
+            params = {k: v for k, v in dict(report_dir=str(dst_dir), target=target, **runbook_parameters(name, s, quick)).items() if k in declared}
             pm.execute_notebook(str(nb), str(dst), cwd=str(repo_root()), kernel_name='python3', parameters=params,
                                 progress_bar=dict(file=console or sys.stderr, desc=f'[{i}/{len(names or RUNBOOKS)}] {name}', mininterval=2))
         except pm.PapermillExecutionError as e:
@@ -161,6 +162,8 @@ def demo_cli(
     seed: int = None,             # seed for everything random (default: settings.seed)
     profile: str = None,          # settings profile: dev, staging or prod
     only: str = None,             # comma-separated runbook names to run (default: all)
+    target: str = 'local',        # local | sagemaker: the train runbook also upserts/starts the SageMaker pipeline (rtb_dcn.pipeline)
+    aws: bool = False,            # --target sagemaker on real AWS (credentials from the environment); default: pipeline.endpoint_url, else a moto server started here
 ):
     "Run the main job end to end on the embedded default and write the report."
     import time
@@ -170,7 +173,10 @@ def demo_cli(
     log_path = load_settings(profile=profile, report_dir=report_dir).report_dir / 'demo.log'
     try:
         with console_to_log(log_path) as console:
-            done = run_runbooks(names, report_dir=report_dir, seed=seed, quick=quick, profile=profile, console=console)
+            if target not in ('local', 'sagemaker'): raise RtbError(f"target: {target!r} is not a target; expected local or sagemaker")
+            from rtb_dcn.pipeline import sagemaker_target   # sagemaker: the AWS endpoint the runbooks use (a moto server unless one is set)
+            with (sagemaker_target(load_settings(profile=profile), real_aws=aws, log=log_path.parent) if target == 'sagemaker' else contextlib.nullcontext()):
+                done = run_runbooks(names, report_dir=report_dir, seed=seed, quick=quick, profile=profile, console=console, target=target)
     except RtbError as e: raise RtbError(f"{e}; the job's log: {log_path}") from None
     if 'serve_report' in done:       # the demo ends with the open-loop replay against the in-process router: its summary
         rs = Path(done['serve_report']).parent / 'replay_summary.json'

@@ -26,9 +26,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Navigation follows the path of the data: (section, notebook-name pattern), first match wins.
 SECTIONS = [
     ('Setup', r'^00'), ('Data', r'^01'), ('Features', r'^02'), ('Models', r'^0[34]'),
-    ('Training and export', r'^0[567]'), ('Serving', r'^(08|1[0-4]|20)'), ('Stream and load', r'^(15|18|19)'),
+    ('Training and export', r'^0[567]|tune'), ('Serving', r'^(08|1[0-4]|20)'), ('Stream and load', r'^(15|18|19)'),
     ('Evaluation', r'^1[67]|experiment'), ('Monitoring', r'monitor|drift'), ('Pipeline', r'pipeline'),
-    ('Deploy', r'deploy|infra|spark'), ('CLI', r'^09'),
+    ('Deploy', r'deploy|infra'), ('Scale-out', r'shards|spark|distributed'), ('CLI', r'^09'),
 ]
 _DIRECTIVE = re.compile(r'^\s*#\s*\|\s*(.*)$')
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
