@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #691e5fb3
 from __future__ import annotations
-import os, json, time, hashlib, math, shutil, sys, contextlib
+import os, json, time, hashlib, math, shutil, sys, contextlib, warnings
 from pathlib import Path
 from typing import Literal, Iterator
 import numpy as np
@@ -256,8 +256,10 @@ def train(cfg: TrainConfig, data, run_dir: str | Path, nrows: int | None = None,
         src = source_key(data, spec, format=cfg.format, split=name, fractions=list(cfg.fractions), seed=cfg.seed, nrows=nrows,
                          chunk_rows=chunk_rows, on_bad_lines=on_bad_lines)
         return cached_dataset(part(name), spec, batch_size, shuffle, seed, cache_dir_for(run_dir, name, src), src, split=name)
-    hist = model.fit(dataset('train', cfg.batch_size, shuffle=True), validation_data=dataset('valid', 8192),
-                     epochs=cfg.epochs, callbacks=cbs, verbose=0)
+    with warnings.catch_warnings():   # Keras 3 warns at the end of every epoch of a dataset of unknown length: not an error here
+        warnings.filterwarnings('ignore', message='Your input ran out of data')
+        hist = model.fit(dataset('train', cfg.batch_size, shuffle=True), validation_data=dataset('valid', 8192),
+                         epochs=cfg.epochs, callbacks=cbs, verbose=0)
     t_fit = time.time() - t1
     epochs = len(hist.history['loss'])
     model.save(run_dir / 'model.keras')
