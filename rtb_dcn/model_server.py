@@ -17,7 +17,8 @@ from .scoring import OnnxScorer, ScorerError, _short
 from .microbatch import MicroBatcher
 
 # %% auto #0
-__all__ = ['parse_infer_request', 'parse_csv_request', 'parse_grpc_infer_request', 'create_model_server', 'ServerThread']
+__all__ = ['parse_infer_request', 'parse_csv_request', 'parse_grpc_infer_request', 'ModelServerMetrics', 'create_model_server',
+           'ServerThread']
 
 # %% ../nbs/10b_model_server.ipynb #4c97e923
 _DTYPES = {'cat_ids': ('INT64', 'iu'), 'dense': ('FP32', 'iuf')}
@@ -267,6 +268,33 @@ def _grpc_handler(name: str, version: str, scorer, score, max_rows: int):
         'ModelMetadata': h(metadata, 'ModelMetadataRequest', 'ModelMetadataResponse'),
         'ModelInfer': h(infer, 'ModelInferRequest', 'ModelInferResponse')})
 
+# %% ../nbs/10b_model_server.ipynb #m5m0002
+class ModelServerMetrics:
+    "Prometheus metrics of one model server (own registry)."
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram, CONTENT_TYPE_LATEST
+        self.registry, self.content_type = CollectorRegistry(), CONTENT_TYPE_LATEST
+        self.requests = Counter('rtb_model_requests', 'Scoring requests (any protocol)', registry=self.registry)
+        self.rows = Counter('rtb_model_rows', 'Rows scored', registry=self.registry)
+        self.errors = Counter('rtb_model_errors', 'Scoring requests that failed, by reason', ['reason'], registry=self.registry)
+        self.latency = Histogram('rtb_model_score_seconds', 'Time to score one request (micro-batch wait included)', registry=self.registry,
+                                 buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+    def timed(self, score):
+        "`score` (async (ids, dense) -> pCTR), counted and timed."
+        async def counted(ids, x):
+            t = time.perf_counter()
+            try: out = await score(ids, x)
+            except ScorerError as e:
+                self.errors.labels(e.reason).inc(); raise
+            finally: self.requests.inc()
+            self.latency.observe(time.perf_counter() - t); self.rows.inc(len(out))
+            return out
+        return counted
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+        return generate_latest(self.registry)
+
+
 # %% ../nbs/10b_model_server.ipynb #05cfb9f2
 def create_model_server(run_dir,                     # exported run folder (model.onnx, input_spec.json)
                         name: str | None = None,     # model name in the URLs (default: the run folder's name)
@@ -284,6 +312,8 @@ def create_model_server(run_dir,                     # exported run folder (mode
     name = name or (p.name if p.is_dir() else p.stem)
     version = scorer.model_version or '1'
     batcher = MicroBatcher(scorer, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    metrics = ModelServerMetrics()
+    score = metrics.timed(batcher.score)            # every protocol (REST, SageMaker, gRPC) scores through it: counted once
 
     @asynccontextmanager
     async def lifespan(app):
@@ -291,7 +321,7 @@ def create_model_server(run_dir,                     # exported run folder (mode
         if grpc_port is not None:                   # on this event loop: REST and gRPC share the micro-batcher
             import grpc
             grpc_server = grpc.aio.server()
-            grpc_server.add_generic_rpc_handlers((_grpc_handler(name, version, scorer, batcher.score, max_rows),))
+            grpc_server.add_generic_rpc_handlers((_grpc_handler(name, version, scorer, score, max_rows),))
             if not grpc_server.add_insecure_port(f'{grpc_host}:{grpc_port}'):
                 raise RtbError(f"grpc_port: {grpc_port} cannot be bound on {grpc_host}; expected a free port")
             await grpc_server.start()
@@ -303,10 +333,11 @@ def create_model_server(run_dir,                     # exported run folder (mode
     app = FastAPI(title='rtb_dcn model server (KServe v2)', version=__version__, lifespan=lifespan,
                   description=f'KServe v2 inference protocol over ONNX Runtime; model {name!r} version {version!r} from {p}.')
     app.state.scorer, app.state.batcher, app.state.model_name, app.state.model_version = scorer, batcher, name, version
+    app.state.metrics = metrics
     err = _error
     _error_handlers(app)
     _metadata_routes(app, name, _model_metadata(name, version, scorer))
-    _sagemaker_routes(app, batcher.score, scorer.n_cat, scorer.n_dense, scorer.cardinalities, max_rows, name, version)
+    _sagemaker_routes(app, score, scorer.n_cat, scorer.n_dense, scorer.cardinalities, max_rows, name, version)
 
     async def _infer(model: str, request: Request, model_version: str | None = None):
         if model != name: return _unknown(model, name)
@@ -314,13 +345,15 @@ def create_model_server(run_dir,                     # exported run folder (mode
             return err(404, f"model {model!r} version {model_version!r} is not served here; expected {version!r}")
         try: ids, x, body = parse_infer_request(await request.body(), scorer.n_cat, scorer.n_dense, scorer.cardinalities, max_rows)
         except RtbError as e: return err(400, str(e))
-        try: pctr = await batcher.score(ids, x)
+        try: pctr = await score(ids, x)
         except ScorerError as e: return err(503 if e.reason in ('timeout', 'unavailable', 'closed') else 500, str(e))
         out = {'model_name': name, 'model_version': version,
                'outputs': [{'name': 'pctr', 'datatype': 'FP32', 'shape': [len(pctr), 1], 'data': pctr.tolist()}]}
         if body.get('id') is not None: out['id'] = body['id']
         return Response(json.dumps(out), media_type='application/json')
 
+    @app.get('/metrics', summary='Prometheus metrics: requests, rows, errors by reason, scoring latency')
+    async def prom(): return Response(metrics.render(), media_type=metrics.content_type)
     @app.post('/v2/models/{model}/infer', summary='pCTR of a batch (inputs cat_ids INT64 [n, F], dense FP32 [n, D])')
     async def infer(model: str, request: Request): return await _infer(model, request)
     @app.post('/v2/models/{model}/versions/{model_version}/infer', summary='pCTR of a batch, pinned to a model version')
