@@ -12,13 +12,15 @@ import yaml
 from .config import RtbError
 
 # %% auto #0
-__all__ = ['JOB', 'LATENCY_SLO_S', 'PANELS', 'PCTR_BUCKETS', 'BID_LOG_FIELDS', 'router_metrics', 'recording_rules', 'alert_rules',
-           'prometheus_rules', 'prometheus_config', 'expressions', 'metric_names', 'grafana_dashboard',
-           'grafana_expressions', 'cloudformation_template', 'opensearch_pipeline', 'opensearch_index_template',
-           'run_pipeline', 'descriptors', 'write_descriptors', 'descriptors_in_sync', 'regenerate_descriptors']
+__all__ = ['JOB', 'MODEL_JOB', 'LATENCY_SLO_S', 'PANELS', 'PCTR_BUCKETS', 'BID_LOG_FIELDS', 'router_metrics',
+           'model_server_metrics', 'recording_rules', 'alert_rules', 'prometheus_rules', 'prometheus_config',
+           'expressions', 'metric_names', 'grafana_dashboard', 'grafana_expressions', 'cloudformation_template',
+           'opensearch_pipeline', 'opensearch_index_template', 'run_pipeline', 'descriptors', 'write_descriptors',
+           'descriptors_in_sync', 'regenerate_descriptors']
 
 # %% ../nbs/22a_monitor_deploy.ipynb #e6b8fcd8
 JOB = 'rtb-router'           # Prometheus job name of the router's scrape config
+MODEL_JOB = 'rtb-model-server'   # ... and of the model servers' (`rtb-dcn model-server`, the router's remote scorers)
 LATENCY_SLO_S = 0.010        # router p99 server latency objective (the benchmarks' 10 ms)
 
 def _wrappers(m) -> list:
@@ -31,8 +33,17 @@ def _wrappers(m) -> list:
 def router_metrics() -> dict[str, dict]:
     "{exposed sample name: {'type', 'family', 'labels'}} of the router's Prometheus metrics (rtb_dcn.observability.Metrics)."
     from rtb_dcn.observability import Metrics
+    return _exposed(_wrappers(Metrics()))
+
+@functools.lru_cache(maxsize=1)
+def model_server_metrics() -> dict[str, dict]:
+    "The same for the model server's metrics (`rtb_dcn.model_server.ModelServerMetrics`, on its GET /metrics)."
+    from rtb_dcn.model_server import ModelServerMetrics
+    return _exposed(_wrappers(ModelServerMetrics()))
+
+def _exposed(objs) -> dict[str, dict]:
     out = {}
-    for o in _wrappers(Metrics()):
+    for o in objs:
         kind, name, labels = o._type, o._name, list(o._labelnames)
         sufs = {'counter': ('_total',), 'histogram': ('_bucket', '_count', '_sum')}.get(kind, ('',))
         for suf in sufs: out[name + suf] = dict(type=kind, family=name, labels=labels)
@@ -40,8 +51,9 @@ def router_metrics() -> dict[str, dict]:
 
 # %% ../nbs/22a_monitor_deploy.ipynb #c501b1c6
 def _m(name: str) -> str:
-    "A router metric's exposed name, refused when the router does not export it."
-    if name not in router_metrics(): raise RtbError(f"metric: {name!r} is not exported by the router; expected one of {', '.join(sorted(router_metrics()))}")
+    "A router (or model server: `rtb_model_*`) metric's exposed name, refused when it does not export it."
+    known = model_server_metrics() if name.startswith('rtb_model_') else router_metrics()
+    if name not in known: raise RtbError(f"metric: {name!r} is not exported by the {'model server' if name.startswith('rtb_model_') else 'router'}; expected one of {', '.join(sorted(known))}")
     return name
 
 def recording_rules() -> list[dict]:
@@ -56,6 +68,10 @@ def recording_rules() -> list[dict]:
         dict(record='rtb:calibration:ratio1h',
              expr=f'sum by (arm) (increase({_m("rtb_won_pctr_total")}[1h])) / sum by (arm) (increase({_m("rtb_clicks_total")}[1h]))'),
         dict(record='rtb:clicks:increase1h', expr=f'sum by (arm) (increase({_m("rtb_clicks_total")}[1h]))'),
+        # the model servers behind the router's remote scorers
+        dict(record='rtb:model_errors:ratio_rate1m',
+             expr=f'sum(rate({_m("rtb_model_errors_total")}[1m])) / clamp_min(sum(rate({_m("rtb_model_requests_total")}[1m])), 1e-9)'),
+        dict(record='rtb:model_score_seconds:p99_1m', expr=f'histogram_quantile(0.99, sum by (le) (rate({_m("rtb_model_score_seconds_bucket")}[1m])))'),
     ]
 
 def alert_rules(down_for: str = '1m', for_scale: float = 1.0) -> list[dict]:
@@ -78,6 +94,12 @@ def alert_rules(down_for: str = '1m', for_scale: float = 1.0) -> list[dict]:
         dict(alert='RtbCalibrationOutOfBand',
              expr=f'(rtb:calibration:ratio1h < {lo} or rtb:calibration:ratio1h > {hi}) and on (arm) rtb:clicks:increase1h >= {clicks_to_detect(0.7)}',
              **{'for': f(15)}, **sev('ticket', f'Arm {{{{ $labels.arm }}}}: mean pCTR / CTR {{{{ $value }}}} outside [{lo}, {hi}] over the last hour')),
+        dict(alert='RtbModelServerDown', expr=f'up{{job="{MODEL_JOB}"}} == 0', **{'for': down_for},
+             **sev('page', 'Model server {{ $labels.instance }} is not answering its /metrics scrape')),
+        dict(alert='RtbModelServerErrors', expr='rtb:model_errors:ratio_rate1m > 0.01', **{'for': f(2)},
+             **sev('page', 'Model server error ratio {{ $value | humanizePercentage }} over 1%')),
+        dict(alert='RtbModelServerSlow', expr=f'rtb:model_score_seconds:p99_1m > {LATENCY_SLO_S / 2}', **{'for': f(5)},
+             **sev('ticket', f'Model server p99 scoring time {{{{ $value | humanizeDuration }}}} over {LATENCY_SLO_S * 500:g} ms (half the router budget)')),
     ]
 
 def prometheus_rules(down_for: str = '1m', for_scale: float = 1.0) -> dict:
@@ -85,10 +107,11 @@ def prometheus_rules(down_for: str = '1m', for_scale: float = 1.0) -> dict:
     return dict(groups=[dict(name='rtb-router-recording', rules=recording_rules()),
                         dict(name='rtb-router-alerts', rules=alert_rules(down_for, for_scale))])
 
-def prometheus_config(targets: list[str], rules_file: str = 'rules.yml', interval: str = '15s') -> dict:
-    "A scrape config for the router (job JOB) that loads the rules."
-    return {'global': dict(scrape_interval=interval, evaluation_interval=interval),
-            'rule_files': [rules_file], 'scrape_configs': [dict(job_name=JOB, metrics_path='/metrics', static_configs=[dict(targets=targets)])]}
+def prometheus_config(targets: list[str], rules_file: str = 'rules.yml', interval: str = '15s', model_targets: list[str] | None = None) -> dict:
+    "A scrape config for the router (job JOB) and the model servers (job MODEL_JOB, when `model_targets`) that loads the rules."
+    jobs = [dict(job_name=JOB, metrics_path='/metrics', static_configs=[dict(targets=targets)])]
+    if model_targets: jobs.append(dict(job_name=MODEL_JOB, metrics_path='/metrics', static_configs=[dict(targets=model_targets)]))
+    return {'global': dict(scrape_interval=interval, evaluation_interval=interval), 'rule_files': [rules_file], 'scrape_configs': jobs}
 
 def expressions(rules: dict) -> list[str]:
     return [r['expr'] for g in rules['groups'] for r in g['rules']]
@@ -107,6 +130,8 @@ PANELS = [   # (title, unit, [(expr, legend)])
     ('Calibration (mean pCTR / CTR, 1 h)', 'none', [('rtb:calibration:ratio1h', '{{arm}}')]),
     ('Online gauges: calibration', 'none', [('rtb_online_calibration', '{{arm}} {{campaign}}')]),
     ('Degraded dependencies', 'none', [('rtb_feature_store_degraded', 'feature store'), ('rtb_state_degraded', 'bid book')]),
+    ('Model server: p99 scoring time', 's', [('rtb:model_score_seconds:p99_1m', 'p99')]),
+    ('Model server: error ratio', 'percentunit', [('rtb:model_errors:ratio_rate1m', 'errors / requests')]),
 ]
 
 def grafana_dashboard() -> dict:
@@ -295,7 +320,7 @@ def descriptors() -> dict[str, str]:
     y = lambda d: '# Generated by rtb_dcn.monitor_deploy (nbs/22a_monitor_deploy.ipynb): do not edit; regenerate.\n' + yaml.safe_dump(d, sort_keys=False, width=140)
     j = lambda d: json.dumps(d, indent=1) + '\n'
     return {'prometheus/rules.yml': y(prometheus_rules()),
-            'prometheus/prometheus.yml': y(prometheus_config(['127.0.0.1:8080'])),
+            'prometheus/prometheus.yml': y(prometheus_config(['127.0.0.1:8080'], model_targets=['127.0.0.1:8500'])),
             'grafana/rtb-router.json': j(grafana_dashboard()),
             'cloudformation/monitoring.yaml': y(cloudformation_template()),
             'opensearch/bid-log-pipeline.json': j(opensearch_pipeline()),

@@ -52,6 +52,9 @@ def test_real_prometheus_alert_fires_and_clears(runs, requests_, start_router, s
     router = start_router(runs["run"])
     for q in requests_[:60]: router.client.post("/openrtb2/bid", json=q)
     exposed = router.client.get("/metrics").text
+    from fastapi.testclient import TestClient                   # and a model server's (the router's remote scorers)
+    from rtb_dcn.model_server import create_model_server
+    with TestClient(create_model_server(runs["run"])) as ms: exposed += "\n" + ms.get("/metrics").text
     # every metric the rules and the dashboard read is one the router declares on /metrics
     declared = set()
     for line in exposed.splitlines():
