@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # onnxruntime >= 1.32 collects telemetry on Linux unless this is set (rtb_dcn sets it too, before importing onnxruntime)
 export ORT_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test test-slow services venv-spark prometheus-bin monitoring-descriptors venv-triton venv-kserve sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
+.PHONY: demo test test-slow test-slow-py services venv-spark prometheus-bin monitoring-descriptors venv-triton venv-kserve sync check-sync bench bench-train bench-serve report-latency venv clean-venv docs docs-check docs-publish diagram
 
 venv: $(STAMP)
 $(STAMP):
@@ -109,6 +109,13 @@ test: venv-aws          # the SageMaker SDK's own virtualenv (pipeline definitio
 	cd nbs && ../$(BIN)/nbdev-test --n-workers $(NB_WORKERS) --flags "redis aws $(TEST_FLAGS)"
 	cd nbs && ../$(BIN)/nbdev-test research --flags "$(TEST_FLAGS)"   # research notebooks (not in recursive=false's set): their compute cells are slow
 	$(BIN)/python -m pytest -q tests $(if $(TEST_FLAGS),--runslow)
+
+# the pytest tests flagged slow (Spark parity on the real samples and 1M rows, two-worker training, the pipeline's local
+# run and its moto round trip, tune, the Triton/KServe routers): about 8 minutes with Spark's virtualenv; CI runs them
+# after `make test` (the notebooks' slow cells are lessons of several minutes each: `make test-slow` runs everything)
+test-slow-py: export PATH := $(CURDIR)/$(BIN):$(PATH)
+test-slow-py: services venv-spark venv-triton venv-kserve venv-aws  ## the pytest tests flagged slow
+	$(BIN)/python -m pytest -q -m slow --runslow tests
 
 test-slow: TEST_FLAGS = slow
 test-slow: venv-spark   # Spark's own virtualenv: only the slow set runs Spark (tests/test_spark.py)
