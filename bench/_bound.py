@@ -2,22 +2,11 @@
 plants (one-hot of every field value, one-hot of every planted cross's value tuple, the dense terms and the
 dense x categorical term as the generator defines them), fitted on the training rows (scipy sparse + sklearn)."""
 import numpy as np, pandas as pd, scipy.sparse as sp
-from rtb_dcn.synth import CriteoSynth, CRITEO_CAT, CRITEO_DENSE
+from rtb_dcn.synth import CriteoSynth, CRITEO_CAT, CRITEO_DENSE, _joint_codes as _codes   # joint factorisation of fields over frames
 
 # the planted crosses of CriteoSynth.logit (field names, 1-based like the file's columns)
 CROSSES = (('C1', 'C2'), ('C14', 'C23'), ('C6', 'C17'), ('C5', 'C8', 'C17'))
 DENSE_X_CAT = ('I5', 'C11')   # a['i5c11'] * t5 * g11[C11], 0 when I5 is missing
-
-def _codes(frames: list[pd.DataFrame], cols) -> tuple[list[np.ndarray], int]:
-    "Joint factorisation of a column (or a tuple of columns) over all frames; missing is a value of its own."
-    code = None
-    for c in cols:
-        cc, u = pd.factorize(pd.concat([df[c] for df in frames], ignore_index=True), use_na_sentinel=False)
-        code = cc.astype(np.int64) if code is None else code * (len(u) + 1) + cc
-    codes, u = pd.factorize(code)
-    out, i = [], 0
-    for df in frames: out.append(codes[i:i + len(df)]); i += len(df)
-    return out, len(u)
 
 def design(frames: list[pd.DataFrame], shape: CriteoSynth, crosses: bool = True) -> tuple[list[sp.csr_matrix], list[str]]:
     "One sparse design matrix per frame, same columns; the group name of each column block (crosses=False: first order only)."
