@@ -144,3 +144,22 @@ def unfloored_requests(requests_, tag: str, n: int, unique: bool = False) -> lis
             imp.pop("bidfloor", None); imp.pop("bidfloorcur", None)
         out.append(q)
     return out
+
+
+def assert_router_scores_like_onnx(start_router, run, reqs, scorer_url: str, scorer: str = "kserve"):
+    "The router scoring through a remote server at `scorer_url` gives the same pCTR (<= 1e-5) and bid/no-bid decisions as in-process ONNX Runtime."
+    base = {"RTB_FEATURE_STORE": "none", "RTB_BID_LOG": "off", "RTB_STRATEGY": "lin", "RTB_STRATEGY_PARAM": 300,
+            "RTB_TMAX_DEFAULT_MS": 5000, "RTB_SCORER_TIMEOUT_MS": 2000}
+    answers = {}
+    for name, extra in (("onnx", {"RTB_SCORER": "onnx"}), ("remote", {"RTB_SCORER": scorer, "RTB_SCORER_URL": scorer_url})):
+        with start_router(run, env={**base, **extra}) as s:
+            assert s.client.get("/readyz").json()["status"] == "ready"
+            out = []
+            for q in reqs:
+                r = s.client.post("/openrtb2/bid", json=q)
+                assert r.status_code in (200, 204), r.text
+                out.append(r.json()["seatbid"][0]["bid"][0]["ext"]["pctr"] if r.status_code == 200 else None)
+            answers[name] = out
+    assert any(p is not None for p in answers["onnx"]), "no bids at all: the comparison would be empty"
+    for p0, p1 in zip(answers["onnx"], answers["remote"]):
+        assert (p0 is None) == (p1 is None) and (p0 is None or abs(p0 - p1) <= 1e-5), (p0, p1)

@@ -8,6 +8,7 @@ Skipped, saying why in one line, where a virtualenv could not be made."""
 import json, subprocess
 import numpy as np
 import pytest
+from conftest import assert_router_scores_like_onnx
 
 from rtb_dcn.config import RtbError
 
@@ -61,22 +62,7 @@ def test_grpc_scorer_against_kserve(kserve, runs, batch):
 @pytest.mark.slow   # the router path over KServe-v2 REST is the quick suite's test_triton.py::test_router_scores_through_triton
 def test_router_scores_through_kserve(kserve, runs, requests_, start_router):
     "The router with RTB_SCORER=kserve pointed at KServe's ModelServer: the same pCTR and decisions as in-process."
-    reqs = requests_[:40]
-    base = {"RTB_FEATURE_STORE": "none", "RTB_BID_LOG": "off", "RTB_STRATEGY": "lin", "RTB_STRATEGY_PARAM": 300,
-            "RTB_TMAX_DEFAULT_MS": 5000, "RTB_SCORER_TIMEOUT_MS": 2000}
-    answers = {}
-    for name, extra in (("onnx", {"RTB_SCORER": "onnx"}), ("kserve", {"RTB_SCORER": "kserve", "RTB_SCORER_URL": kserve.url})):
-        with start_router(runs["run"], env={**base, **extra}) as s:
-            assert s.client.get("/readyz").json()["status"] == "ready"
-            out = []
-            for q in reqs:
-                r = s.client.post("/openrtb2/bid", json=q)
-                assert r.status_code in (200, 204), r.text
-                out.append(r.json()["seatbid"][0]["bid"][0]["ext"]["pctr"] if r.status_code == 200 else None)
-            answers[name] = out
-    assert any(p is not None for p in answers["onnx"]), "no bids at all: the comparison would be empty"
-    for p0, p1 in zip(answers["onnx"], answers["kserve"]):
-        assert (p0 is None) == (p1 is None) and (p0 is None or abs(p0 - p1) <= 1e-5), (p0, p1)
+    assert_router_scores_like_onnx(start_router, runs["run"], requests_[:40], kserve.url)
 
 
 TRITONCLIENT_HTTP = r'''

@@ -7,7 +7,7 @@ could not be made."""
 import asyncio
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, assert_router_scores_like_onnx
 
 from rtb_dcn.config import RtbError
 
@@ -93,22 +93,7 @@ def test_triton_errors_become_scorer_errors(triton, runs, batch):
 
 def test_router_scores_through_triton(triton, runs, requests_, start_router):
     "The router with RTB_SCORER=kserve pointed at Triton: the same pCTR and decisions as the router scoring in-process."
-    reqs = requests_[:40]
-    base = {"RTB_FEATURE_STORE": "none", "RTB_BID_LOG": "off", "RTB_STRATEGY": "lin", "RTB_STRATEGY_PARAM": 300,
-            "RTB_TMAX_DEFAULT_MS": 5000, "RTB_SCORER_TIMEOUT_MS": 2000}
-    answers = {}
-    for name, extra in (("onnx", {"RTB_SCORER": "onnx"}), ("triton", {"RTB_SCORER": "kserve", "RTB_SCORER_URL": triton.url})):
-        with start_router(runs["run"], env={**base, **extra}) as s:
-            assert s.client.get("/readyz").json()["status"] == "ready"
-            out = []
-            for q in reqs:
-                r = s.client.post("/openrtb2/bid", json=q)
-                assert r.status_code in (200, 204), r.text
-                out.append(r.json()["seatbid"][0]["bid"][0]["ext"]["pctr"] if r.status_code == 200 else None)
-            answers[name] = out
-    assert any(p is not None for p in answers["onnx"]), "no bids at all: the comparison would be empty"
-    for p0, p1 in zip(answers["onnx"], answers["triton"]):
-        assert (p0 is None) == (p1 is None) and (p0 is None or abs(p0 - p1) <= 1e-5), (p0, p1)
+    assert_router_scores_like_onnx(start_router, runs["run"], requests_[:40], triton.url)
 
 
 def test_mismatched_repository_is_caught(triton_venv, runs, tmp_path):
