@@ -12,17 +12,19 @@ from collections.abc import Mapping   # not typing.Mapping: its isinstance() is 
 from typing import Any, Sequence
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from .config import RtbError, repo_root
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from .config import RtbError, Settings, repo_root
 
 # %% auto #0
-__all__ = ['OVERRIDE_HEADER', 'Arm', 'ABConfig', 'load_ab_config', 'unit_hash', 'unit_hashes', 'split_key', 'Splitter']
+__all__ = ['OVERRIDE_HEADER', 'ScorerKind', 'Arm', 'ABConfig', 'load_ab_config', 'unit_hash', 'unit_hashes', 'split_key',
+           'Splitter']
 
 # %% ../nbs/13_ab.ipynb #ee9fe37c
 OVERRIDE_HEADER = 'X-RTB-Arm'
+ScorerKind = Settings.model_fields['scorer'].annotation     # the scorers settings.scorer accepts: one list
 
 class Arm(BaseModel):
-    "One arm: its traffic weight, the run folder it serves (None: settings.run_dir) and its bidding strategy."
+    "One arm: its traffic weight, the run folder it serves (None: settings.run_dir), its scorer and its bidding strategy."
     model_config = ConfigDict(extra='forbid')
     name: str = Field(min_length=1, pattern=r'^[A-Za-z0-9_.-]+$')
     weight: float = Field(gt=0)
@@ -32,6 +34,14 @@ class Arm(BaseModel):
     stats: dict[str, float] = {}         # MarketStats fields (mean_pctr default: the run's metrics.json)
     campaign: str = 'default'            # pacing budget key
     max_bid: float | None = Field(None, gt=0)  # highest bid of this arm (CPM, currency units); None: settings.max_bid
+    scorer: ScorerKind | None = None     # where this arm's model runs (onnx | tf | kserve | kserve_grpc | sagemaker); None: settings.scorer
+    scorer_url: str | None = Field(None, min_length=1)  # kserve: base URL, kserve_grpc: host:port, sagemaker: endpoint name; None: settings.scorer_url
+    @field_validator('scorer_url')
+    @classmethod
+    def _url_needs_remote(cls, v, info):
+        if v is not None and info.data.get('scorer') in ('onnx', 'tf'):
+            raise ValueError(f"given with scorer {info.data['scorer']!r}, which runs in process; expected it only with kserve, kserve_grpc or sagemaker")
+        return v
 
 class ABConfig(BaseModel):
     "The experiment: a salt and the arms."
@@ -53,7 +63,11 @@ def load_ab_config(path) -> ABConfig:
     try: cfg = ABConfig.model_validate(doc)
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
-        raise RtbError(f"{p}: {'.'.join(map(str, err['loc']))}: {err.get('input')!r} is invalid; {err['msg']}") from None
+        loc = err['loc']
+        arms = doc.get('arms') if isinstance(doc, dict) else None
+        arm = arms[loc[1]] if len(loc) > 2 and loc[0] == 'arms' and isinstance(arms, list) else None
+        who = f" for arm {arm['name']!r}" if isinstance(arm, dict) and arm.get('name') else ''
+        raise RtbError(f"{p}: {'.'.join(map(str, loc))}: {err.get('input')!r} is invalid{who}; {err['msg']}") from None
     for a in cfg.arms:
         if a.run is not None and not a.run.is_absolute(): a.run = repo_root() / a.run
     return cfg
