@@ -13,23 +13,25 @@ from fastcore.script import call_parse
 from .config import RtbError, load_settings
 
 # %% auto #0
-__all__ = ['ENDPOINTS', 'SCENARIOS', 'MALFORMED_KINDS', 'request_bodies', 'malformed_bodies', 'judge', 'Pacer', 'parse_arms',
-           'make_plan', 'pick', 'locustfile_path', 'read_locust_stats', 'loadtest', 'summary_line']
+__all__ = ['ENDPOINTS', 'SCENARIOS', 'MALFORMED_KINDS', 'request_bodies', 'malformed_bodies', 'judge', 'kserve_arrays',
+           'judge_grpc', 'Pacer', 'parse_arms', 'make_plan', 'pick', 'locustfile_path', 'read_locust_stats', 'loadtest',
+           'summary_line']
 
 # %% ../nbs/19_loadtest.ipynb #a184addb
-ENDPOINTS = {'bid': '/openrtb2/bid', 'predict': '/predict', 'kserve': '/v2/models/{model}/infer'}
+ENDPOINTS = {'bid': '/openrtb2/bid', 'predict': '/predict', 'kserve': '/v2/models/{model}/infer',
+             'kserve_grpc': '/inference.GRPCInferenceService/ModelInfer'}   # gRPC: the method's path
 SCENARIOS = ('steady', 'burst', 'ab', 'malformed')
 
 def _check_choice(name: str, v, choices):
     if v not in choices: raise RtbError(f"{name}: {v!r} is not supported; expected one of {', '.join(choices)}")
 
 def request_bodies(endpoint: str, data, fmt: str, rows: int = 1000, run=None, batch: int = 1) -> list[str]:
-    "JSON bodies for `endpoint` (bid, predict, kserve) from the first `rows` rows of dataset `data`."
+    "JSON bodies for `endpoint` (bid, predict, kserve; kserve_grpc: the kserve bodies) from the first `rows` rows of dataset `data`."
     from rtb_dcn.stream import request_events
     _check_choice('endpoint', endpoint, ENDPOINTS)
     if batch < 1: raise RtbError(f"batch: {batch} is invalid; expected >= 1")
     if not Path(data).exists(): raise RtbError(f"data: {data} does not exist; expected a {fmt} log file")
-    if endpoint == 'kserve':
+    if endpoint in ('kserve', 'kserve_grpc'):
         from rtb_dcn.run import Run
         from rtb_dcn.data import read_dataset
         from rtb_dcn.scoring import kserve_request
@@ -85,6 +87,23 @@ def judge(endpoint: str, expect: str, status: int, content: bytes | None, arm: s
             return f'arm override: asked for {arm!r}, the bid came from {got!r} (is ab_override_header on?)'
     return None
 
+# %% ../nbs/19_loadtest.ipynb #b7c1e9a1
+def kserve_arrays(body: str) -> tuple:
+    "(cat_ids int64 [n, F], dense float32 [n, D]) of a KServe-v2 JSON body made by `request_bodies` (kserve, kserve_grpc)."
+    import numpy as np
+    t = {x['name']: x for x in json.loads(body)['inputs']}
+    return (np.asarray(t['cat_ids']['data'], np.int64).reshape(t['cat_ids']['shape']),
+            np.asarray(t['dense']['data'], np.float32).reshape(t['dense']['shape']))
+
+def judge_grpc(n: int, pctr=None, error: BaseException | None = None) -> str | None:
+    "None when a ModelInfer call for `n` rows answered one pCTR in [0, 1] per row, else why it is a failure."
+    import numpy as np
+    if error is not None: return ' '.join(f'{type(error).__name__}: {error}'.split())[:300]
+    p = np.asarray(pctr, np.float64).reshape(-1)
+    if len(p) != n: return f'{len(p)} pctr values; expected {n} (one per row)'
+    if not (np.isfinite(p) & (p >= 0) & (p <= 1)).all(): return 'pctr outside [0, 1]'
+    return None
+
 # %% ../nbs/19_loadtest.ipynb #7d1cac86
 class Pacer:
     "Send times of one Locust user: request i is due `shape.at(i)` s after its start (`shape` at `qps / users`)."
@@ -131,12 +150,15 @@ def make_plan(endpoint: str, bodies: list[str], scenario: str = 'steady', path: 
         if endpoint != 'bid': raise RtbError(f"endpoint: {endpoint!r} with scenario ab; expected bid (the arm header goes to /openrtb2/bid)")
         if not arms: raise RtbError("arms: missing for scenario ab; expected --arms A,B (or the router's /readyz to list them)")
     if scenario == 'burst': Pacer('burst', qps, users, burst_factor, burst_s, burst_every)     # validates the shape
+    if endpoint == 'kserve_grpc':
+        if share > 0: raise RtbError(f"malformed_share: {share:g} with endpoint kserve_grpc; expected 0 (malformed bodies are JSON: use endpoint kserve)")
+        if not model: raise RtbError("model: missing for endpoint kserve_grpc; expected --model NAME (or --run RUN: its folder's name)")
     if path is None: path = ENDPOINTS[endpoint].format(model=model or 'model')
     mal = [[k, b] for body in bodies[:50] for k, b in malformed_bodies(endpoint, body).items()] if share > 0 else []
     return {'endpoint': endpoint, 'path': path, 'scenario': scenario, 'qps': float(qps), 'users': int(users),
             'burst': [float(burst_factor), float(burst_s), float(burst_every)], 'malformed_share': share,
             'arms': parse_arms(arms) if scenario == 'ab' else None, 'seed': int(seed), 'timeout_s': float(timeout_s),
-            'status_json': None if status_json is None else str(status_json), 'bodies': bodies, 'malformed': mal}
+            'status_json': None if status_json is None else str(status_json), 'bodies': bodies, 'malformed': mal, 'model': model}
 
 def pick(plan: dict, rng: random.Random) -> tuple[str, str, dict, str, str | None]:
     "(name, body, headers, expect, arm) of the next request: malformed with the plan's share, an arm in the A/B mix."
@@ -177,10 +199,25 @@ def read_locust_stats(prefix) -> dict:
                                **{f'p{q}_ms': num(r[f'{q}%']) for q in ('50', '90', '99')}}
     return {'aggregated': rows.pop('Aggregated', None), 'by_name': rows}
 
-def _base_url(target: str) -> str:
+def _base_url(target: str, endpoint: str = 'bid') -> str:
+    "`target` without a trailing slash; for kserve_grpc `grpc://host:port` (from host:port or grpc://host:port)."
     from rtb_dcn.sinks import _url_host_port
+    if endpoint == 'kserve_grpc':
+        hp = target.removeprefix('grpc://').rstrip('/')
+        host, _, port = hp.rpartition(':')
+        if not host or '/' in hp or not port.isdigit():
+            raise RtbError(f"target: {target!r} is invalid; expected host:port (or grpc://host:port) of a KServe-v2 gRPC endpoint")
+        return 'grpc://' + hp
     _url_host_port(target)
     return target.rstrip('/')
+
+def _check_reachable(base: str):
+    "RtbError unless something accepts TCP connections at `base` (an http(s) URL or grpc://host:port)."
+    from rtb_dcn.sinks import check_reachable, run_async
+    try: run_async(lambda: check_reachable(base.replace('grpc://', 'http://', 1)))
+    except RtbError as e:
+        if not base.startswith('grpc://'): raise
+        raise RtbError(str(e).replace('http://', 'grpc://', 1)) from None
 
 def loadtest(target: str, scenario: str = 'steady', endpoint: str = 'bid', data=None, fmt: str | None = None,
              users: int = 4, spawn_rate: float = 4.0, duration: float = 10.0, qps: float = 20.0,
@@ -188,8 +225,7 @@ def loadtest(target: str, scenario: str = 'steady', endpoint: str = 'bid', data=
              batch: int = 1, burst_factor: float = 5.0, burst_s: float = 1.0, burst_every: float = 5.0,
              out_dir=None, name: str | None = None, seed: int | None = None, path: str | None = None,
              timeout_s: float = 5.0, label: str | None = None, progress: bool = True) -> dict:
-    "Run one headless Locust scenario against `target` (a base URL); returns the summary (also `PREFIX_locust.json`)."
-    from rtb_dcn.sinks import check_reachable, run_async
+    "Run one headless Locust scenario against `target` (a base URL; kserve_grpc: host:port); returns the summary (also `PREFIX_locust.json`)."
     _check_choice('scenario', scenario, SCENARIOS); _check_choice('endpoint', endpoint, ENDPOINTS)
     if not (duration and duration > 0): raise RtbError(f"duration: {duration!r} is invalid; expected seconds > 0")
     if not (spawn_rate and spawn_rate > 0): raise RtbError(f"spawn_rate: {spawn_rate!r} is invalid; expected users/s > 0")
@@ -204,9 +240,9 @@ def loadtest(target: str, scenario: str = 'steady', endpoint: str = 'bid', data=
     if fmt is None: raise RtbError("format: missing; expected --format criteo, avazu or ipinyou with --data")
     from rtb_dcn.data import SCHEMAS
     _check_choice('format', fmt, SCHEMAS)
-    base = _base_url(target)
-    run_async(lambda: check_reachable(base))
-    if endpoint == 'kserve' and run is None: run = s.run_dir
+    base = _base_url(target, endpoint)
+    _check_reachable(base)
+    if endpoint in ('kserve', 'kserve_grpc') and run is None: run = s.run_dir
     if scenario == 'ab' and not arms: arms = _router_arms(base)
     seed = s.seed if seed is None else seed
     out = (Path(out_dir) if out_dir else s.report_dir / 'latency_throughput').resolve()
@@ -221,7 +257,8 @@ def loadtest(target: str, scenario: str = 'steady', endpoint: str = 'bid', data=
         plan_path = Path(td) / 'plan.json'; plan_path.write_text(json.dumps(plan))
         argv = [sys.executable, '-m', 'locust', '-f', str(locustfile_path()), '--headless', '-u', str(int(users)),
                 '-r', f'{spawn_rate:g}', '-t', f'{max(int(math.ceil(duration)), 1)}s', '--host', base, '--csv', str(prefix),
-                '--csv-full-history', '--only-summary', '--stop-timeout', '2', '--rtb-plan', str(plan_path)]
+                '--csv-full-history', '--only-summary', '--stop-timeout', '2', '--rtb-plan', str(plan_path),
+                'KServeGrpcUser' if endpoint == 'kserve_grpc' else 'RtbUser']      # the user class of the endpoint
         t0 = time.monotonic()
         rc = _run_with_progress(argv, Path(f'{prefix}_locust.log'), duration, progress, td)
         wall = time.monotonic() - t0
@@ -282,15 +319,15 @@ def summary_line(s: dict) -> str:
 # %% ../nbs/19_loadtest.ipynb #d7525e4f
 @call_parse
 def loadtest_cli(
-    target: str = 'http://127.0.0.1:8080',  # base URL of the router or model server (the endpoint's path is added)
+    target: str = 'http://127.0.0.1:8080',  # base URL of the router or model server (the endpoint's path is added); kserve_grpc: host:port
     scenario: str = 'steady',       # steady (constant pacing), burst, ab (arm override header mix) or malformed (a share of bad requests)
-    endpoint: str = 'bid',          # bid (/openrtb2/bid), predict (/predict) or kserve (/v2/models/{model}/infer)
+    endpoint: str = 'bid',          # bid (/openrtb2/bid), predict (/predict), kserve (/v2/models/{model}/infer) or kserve_grpc (KServe-v2 gRPC ModelInfer)
     data: str = None,               # dataset whose rows become the request bodies (default: the real iPinYou sample)
     format: str = None,             # its format: criteo, avazu or ipinyou
     rows: int = 1000,               # read this many rows of --data
     batch: int = 1,                 # predict/kserve: rows per request
-    run: str = None,                # kserve: the run folder whose input_spec.json encodes the tensors (default: settings.run_dir)
-    model: str = None,              # kserve: the model name in the URL (default: the run folder's name)
+    run: str = None,                # kserve, kserve_grpc: the run folder whose input_spec.json encodes the tensors (default: settings.run_dir)
+    model: str = None,              # kserve, kserve_grpc: the model name (default: the run folder's name)
     path: str = None,               # override the request path (e.g. a proxy's /invocations)
     users: int = 4,                 # Locust users (each a paced closed loop)
     spawn_rate: float = 4.0,        # users started per second
