@@ -263,8 +263,8 @@ from fastcore.script import call_parse
 
 @call_parse
 def prepare_cli(
-    data: str,                  # the log to encode (criteo/avazu/ipinyou file, plain or .gz)
-    out: str = None,            # the shard folder to write (replaced if it exists)
+    data: str,                  # the log to encode (criteo/avazu/ipinyou file, plain or .gz; spark: also s3://bucket/key, prefix/ or glob)
+    out: str = None,            # the shard folder to write (replaced if it exists; spark: also s3://bucket/prefix)
     format: str = 'criteo',     # criteo | avazu | ipinyou
     engine: str = 'local',      # local (this process, chunked reads) | spark (rtb_dcn.spark, local[N] or a cluster)
     min_count: int = 2,         # vocabulary threshold, as the experiment's min_count
@@ -275,7 +275,9 @@ def prepare_cli(
 ):
     "Fit the feature spec on the train split and write every split, encoded, as Parquet shards + input_spec.json."
     if out is None: raise RtbError("out: missing; expected --out FOLDER, the shard folder to write")
-    if not Path(data).exists(): raise RtbError(f"data: {data!r} does not exist; expected a log file")
+    s3 = any(str(x).startswith('s3://') for x in (data, out))   # S3 through pyarrow in the Spark job (endpoint: AWS_ENDPOINT_URL)
+    if s3 and engine != 'spark': raise RtbError(f"engine: {engine!r} reads and writes local files; expected --engine spark for s3:// paths")
+    if not s3 and not Path(data).exists(): raise RtbError(f"data: {data!r} does not exist; expected a log file")
     if engine == 'local':
         man = prepare_local(data, format, out, min_count=min_count, seed=seed, nrows=nrows, on_bad_lines=on_bad_lines, progress=True)
     elif engine == 'spark':

@@ -85,3 +85,41 @@ def test_bad_lines_like_the_local_reader(samples, tmp_path):
     spk = prepare_spark(bad, "criteo", tmp_path / "spark", on_bad_lines="skip", master="local[1]")
     assert spk["skipped"] == 1 and spk["rows"] == loc["rows"] == 200
     _same_shards(tmp_path / "local", tmp_path / "spark")
+
+
+@pytest.mark.slow
+def test_s3_in_and_out_like_local(samples, tmp_path, moto_url):
+    """`rtb-dcn prepare --engine spark` from an s3:// glob of .gz objects to an s3:// prefix (pyarrow's S3 client in the
+    job, the moto server as S3): the downloaded shard folder equals the local path's on the same gzip file."""
+    _spark_ready()
+    import boto3, gzip
+    from rtb_dcn.shards import prepare_local
+    env = {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    s3.create_bucket(Bucket="rtb-raw")
+    gz = tmp_path / "day_0.gz"
+    gz.write_bytes(gzip.compress((samples / "criteo" / "criteo_sample.txt").read_bytes()))
+    s3.upload_file(str(gz), "rtb-raw", "criteo/day_0.gz")
+    s3.put_object(Bucket="rtb-raw", Key="criteo/README.txt", Body=b"not a log")          # outside the glob
+    s3.put_object(Bucket="rtb-raw", Key="shards/criteo/stale/part-9.parquet", Body=b"x")  # an old folder's object: cleared
+    r = run_cli("prepare", "s3://rtb-raw/criteo/*.gz", "--out", "s3://rtb-raw/shards/criteo", "--engine", "spark",
+                "--master", "local[2]", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="rtb-raw", Prefix="shards/criteo/")["Contents"]
+                  if not o["Key"].endswith("/"))                                            # pyarrow's folder markers
+    assert "shards/criteo/manifest.json" in keys and "shards/criteo/input_spec.json" in keys
+    assert not any("stale" in k or "_parts" in k for k in keys), keys
+    got = tmp_path / "from_s3"
+    for k in keys:
+        (got / k[len("shards/criteo/"):]).parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file("rtb-raw", k, str(got / k[len("shards/criteo/"):]))
+    for split in ("train", "valid", "test"): (got / split).mkdir(exist_ok=True)
+    man = json.loads((got / "manifest.json").read_text())
+    assert man["source"]["path"] == "s3://rtb-raw/criteo/*.gz" and man["source"]["objects"] == 1
+    loc = prepare_local(gz, "criteo", tmp_path / "local", min_count=2, seed=42)
+    assert man["rows"] == loc["rows"] > 0 and man["skipped"] == 0
+    _same_shards(tmp_path / "local", got)
+    bad = run_cli("prepare", "s3://rtb-raw/nothing/*.gz", "--out", "s3://rtb-raw/x", "--engine", "spark", env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "rtb-dcn prepare: error: data: s3://rtb-raw/nothing/*.gz names no S3 object with data; expected a key, a prefix/ "
+        "or a glob (s3://bucket/prefix/*.gz)")
