@@ -23,8 +23,8 @@ __all__ = ['KLL_K', 'PSI_BANDS', 'EXIT_VIOLATIONS', 'TIME_DERIVED', 'AUC_BINS', 
            'ks_distance', 'ks_pvalue', 'psi', 'psi_band', 'features_of', 'Profile', 'profile_chunks', 'write_baseline',
            'load_baseline', 'Reference', 'references', 'Window', 'evaluate_window', 'CheckResult', 'check_chunks',
            'write_check', 'poisson_ci', 'calibration_ci', 'QualityWindow', 'clicks_to_detect', 'QualityResult',
-           'quality_chunks', 'write_quality', 'bid_log_parts', 'false_alarm_rate', 'cloudwatch_data',
-           'publish_cloudwatch']
+           'quality_chunks', 'write_quality', 'bid_log_parts', 'request_features', 'bid_log_frames', 'false_alarm_rate',
+           'cloudwatch_data', 'publish_cloudwatch']
 
 # %% ../nbs/22_monitor.ipynb #0b4f6cc0
 KLL_K = 2048               # KLL sketch size (Model Monitor's): normalised rank error ~0.2%
@@ -570,6 +570,34 @@ def bid_log_parts(bid_logs, events=(), chunk_rows: int = 200_000, arm: str | Non
         c = imp.iloc[i:i + chunk_rows]
         yield c['clicked'].to_numpy(np.int8), c['pctr'].to_numpy(), c
 
+# %% ../nbs/22_monitor.ipynb #1eb2190c
+def request_features(fmt: str) -> dict[str, str]:
+    "The monitored features (`features_of`) that a bid request carries and the router's bid log keeps unredacted."
+    from rtb_dcn.openrtb import row_to_bid_request, bid_request_to_record
+    from rtb_dcn.observability import PERSONAL_FIELDS
+    carried = set(bid_request_to_record(row_to_bid_request({}, fmt), fmt=fmt)) if fmt in SCHEMAS else set()
+    return {k: v for k, v in features_of(fmt).items() if k in carried and k not in PERSONAL_FIELDS}
+
+def _decisions_frame(rows: list, kinds: dict[str, str]) -> pd.DataFrame:
+    f = pd.DataFrame(rows, columns=['ts', 'request_id', 'imp_id', 'arm', 'status', 'pctr', *kinds])
+    for k, kind in kinds.items():
+        f[k] = (pd.to_numeric(f[k], errors='coerce') if kind == 'numeric' else
+                pd.Series([None if v is None or v != v else str(v) for v in f[k].tolist()], index=f.index, dtype=object))
+    return f.assign(timestamp=pd.to_datetime(f['ts'].astype(float), unit='s'))
+
+def bid_log_frames(bid_logs, kinds: dict[str, str], chunk_rows: int = 200_000):
+    "The router's decisions (bid and no-bid lines) of `bid_logs` as frames of `kinds` features from each line's record, in chunks."
+    from rtb_dcn.experiments import read_jsonl, DECISIONS
+    rows, n = [], 0
+    for where, rec in read_jsonl(list(bid_logs)):
+        if rec['status'] not in DECISIONS: continue
+        r = rec.get('record') if isinstance(rec.get('record'), dict) else {}
+        if not isinstance(rec.get('ts'), (int, float)): raise RtbError(f"{where}: ts: {rec.get('ts')!r}; expected epoch seconds")
+        rows.append([rec['ts'], str(rec['request_id']), str(rec['imp_id']), rec.get('arm'), rec['status'], rec.get('pctr'),
+                     *(r.get(k) for k in kinds)])
+        if len(rows) >= chunk_rows: n += len(rows); yield _decisions_frame(rows, kinds); rows = []
+    if rows or not n: yield _decisions_frame(rows, kinds)
+
 # %% ../nbs/22_monitor.ipynb #2c6fab42
 def false_alarm_rate(frame: pd.DataFrame, stats: dict, constraints: dict, kinds: dict, windows: int = 200,
                      rows: int | None = None, seed: int = 0) -> dict:
@@ -622,10 +650,20 @@ def publish_cloudwatch(namespace: str, data: list[dict], endpoint_url: str | Non
         raise RtbError(f"cloudwatch_namespace: publishing to {namespace!r} failed ({str(e).splitlines()[0]}); expected AWS credentials and access") from None
     return len(data)
 
-# %% ../nbs/22_monitor.ipynb #bdd5c0c0
+# %% ../nbs/22_monitor.ipynb #00badbdb
 def _table(df: pd.DataFrame, cols: list, floats: str = '{:.4f}') -> str:
     if df.empty: return '(no windows)'
     return df[cols].to_string(index=False, float_format=lambda v: floats.format(v))
+
+def _check_out(res, out, cw, t0: float, what: str) -> int:
+    write_check(res, out)
+    if cw: cw(res)
+    print(_table(res.windows, ['window', 'rows', 'judged', 'violations', 'drifted']))
+    if res.violations: print(pd.DataFrame(res.violations)[['window', 'feature_name', 'constraint_check_type', 'description']].to_string(index=False))
+    print(f"monitor check: {int(res.windows['rows'].sum()):,} {what}, {len(res.windows)} window(s) (judged from {res.min_rows} rows), "
+          f"{len(res.violations)} violation(s) -> {out}/constraint_violations.json in {time.perf_counter() - t0:.1f}s")
+    if res.violations: sys.exit(EXIT_VIOLATIONS)
+    return 0
 
 def _quality_out(parts, out, window, window_rows, band: str, alpha: float, cw=None) -> int:
     try: lo, hi = (float(x) for x in band.split(','))
@@ -651,12 +689,13 @@ def monitor_cli(
     window: str = None,           # check/quality: time window of a timestamped log, e.g. 1h, 6h, 1d (default: the whole log)
     window_rows: int = None,      # check/quality: windows of N consecutive rows instead (logs without timestamps)
     run: str = None,              # quality: score the log through this run (default: the log's .pctr side file)
-    bid_log: str = None,          # quality: the router's bid log(s), comma-separated (instead of --data/--format)
+    bid_log: str = None,          # check/quality: the router's bid log(s), comma-separated (instead of --data)
     events: str = None,           # quality: the exchange's win/click events file(s), comma-separated, joined to --bid-log
     arm: str = None,              # quality with --bid-log: only this arm's impressions
     nrows: int = None,            # read only the first N rows
     chunk_rows: int = None,       # rows per streamed chunk (default: settings.chunk_rows)
     comparison_threshold: float = None,  # baseline: numeric drift threshold (KS distance; default 0.1)
+    features: str = 'all',        # baseline: all | request (only what a bid request carries and the bid log keeps: to check bid logs)
     band: str = '0.8,1.25',       # quality: calibration band low,high (mean pCTR / CTR)
     alpha: float = 0.01,          # quality: 1 - confidence of the calibration interval
     cloudwatch_namespace: str = None,  # check/quality: also publish the metrics to CloudWatch under this namespace
@@ -672,9 +711,18 @@ def monitor_cli(
     if action == 'quality' and bid_log:
         parts = bid_log_parts(bid_log.split(','), events.split(',') if events else (), chunk_rows or 200_000, arm)
         return _quality_out(parts, out, window, window_rows, band, alpha, cw)
+    if action == 'check' and bid_log:
+        if not baseline: raise RtbError("baseline: not given; expected --baseline FOLDER from `rtb-dcn monitor baseline --features request`")
+        stats, cons = load_baseline(baseline)
+        fmt = format or (stats.get('rtb_dcn') or {}).get('format')
+        if fmt is None: raise RtbError(f"format: missing; expected --format, one of {', '.join(FORMATS)} (the baseline does not name one)")
+        res = check_chunks(bid_log_frames(bid_log.split(','), request_features(fmt), chunk_rows or 200_000), stats, cons,
+                           request_features(fmt), window=window, window_rows=window_rows)
+        return _check_out(res, out, cw, t0, 'decisions')
     if not data: raise RtbError("data: not given; expected --data FILE" + (" (or --bid-log FILE)" if action == 'quality' else ''))
     if format is None: raise RtbError(f"format: missing; expected --format, one of {', '.join(FORMATS)}")
-    kinds = features_of(format)
+    if features not in ('all', 'request'): raise RtbError(f"features: {features!r} is unknown; expected all or request")
+    kinds = features_of(format) if features == 'all' else request_features(format)
     reader = iter_dataset(data, format, chunk_rows=chunk_rows, nrows=nrows, on_bad_lines='skip')
     if action == 'baseline':
         cfg = MonitorConfig(**({'comparison_threshold': comparison_threshold} if comparison_threshold is not None else {}))
@@ -687,12 +735,5 @@ def monitor_cli(
         if not baseline: raise RtbError("baseline: not given; expected --baseline FOLDER from `rtb-dcn monitor baseline`")
         stats, cons = load_baseline(baseline)
         res = check_chunks(reader, stats, cons, kinds, window=window, window_rows=window_rows)
-        write_check(res, out)
-        if cw: cw(res)
-        print(_table(res.windows, ['window', 'rows', 'judged', 'violations', 'drifted']))
-        if res.violations: print(pd.DataFrame(res.violations)[['window', 'feature_name', 'constraint_check_type', 'description']].to_string(index=False))
-        print(f"monitor check: {reader.stats.rows:,} rows, {len(res.windows)} window(s) (judged from {res.min_rows} rows), "
-              f"{len(res.violations)} violation(s) -> {out}/constraint_violations.json in {time.perf_counter() - t0:.1f}s")
-        if res.violations: sys.exit(EXIT_VIOLATIONS)
-        return 0
+        return _check_out(res, out, cw, t0, 'rows')
     return _quality_out(_pctr_parts(reader, run), out, window, window_rows, band, alpha, cw)
