@@ -163,3 +163,14 @@ def assert_router_scores_like_onnx(start_router, run, reqs, scorer_url: str, sco
     assert any(p is not None for p in answers["onnx"]), "no bids at all: the comparison would be empty"
     for p0, p1 in zip(answers["onnx"], answers["remote"]):
         assert (p0 is None) == (p1 is None) and (p0 is None or abs(p0 - p1) <= 1e-5), (p0, p1)
+
+
+@pytest.fixture(scope="session")
+def batch(runs):
+    """(cat_ids int64 [250, F], dense float32 [250, D]): rows encoded for the session's run (rtb_dcn.export.parity_inputs,
+    seed 7), the batch the model-server protocol tests score remotely and in process. 250 rows: one request fits Triton's
+    max_batch_size (256), two concatenated copies do not."""
+    from rtb_dcn.export import parity_inputs
+    from rtb_dcn.features import FeatureSpec
+    ids, dense, _ = parity_inputs(FeatureSpec.load(runs["run"]), rows=250, seed=7)
+    return ids, dense

@@ -21,14 +21,6 @@ def kserve(runs, server_logs, tmp_path_factory):
     with kserve_server(runs["run"], log=server_logs, workdir=tmp_path_factory.mktemp("kserve_work")) as k: yield k
 
 
-@pytest.fixture(scope="module")
-def batch(runs):
-    from rtb_dcn.export import parity_inputs
-    from rtb_dcn.features import FeatureSpec
-    ids, dense, _ = parity_inputs(FeatureSpec.load(runs["run"]), rows=300, seed=11)
-    return ids, dense
-
-
 def test_kserve_model_server_pctr_equals_in_process_onnx(kserve, runs, batch):
     from rtb_dcn.scoring import OnnxScorer, make_scorer, ScorerError
     ids, dense = batch

@@ -18,14 +18,6 @@ def container(runs, server_logs):
         yield s
 
 
-@pytest.fixture(scope="module")
-def batch(runs):
-    from rtb_dcn.export import parity_inputs
-    from rtb_dcn.features import FeatureSpec
-    ids, dense, _ = parity_inputs(FeatureSpec.load(runs["run"]), rows=100, seed=5)
-    return ids, dense
-
-
 def test_ping_and_invocations_json_and_csv(container, runs, batch):
     from rtb_dcn.scoring import OnnxScorer, kserve_request, kserve_pctr
     ids, dense = batch

@@ -34,14 +34,6 @@ def triton(triton_venv, repo, server_logs, tmp_path_factory):
     with triton_server(repo, log=server_logs, workdir=tmp_path_factory.mktemp("triton_work")) as t: yield t
 
 
-@pytest.fixture(scope="module")
-def batch(runs):
-    from rtb_dcn.export import parity_inputs
-    from rtb_dcn.features import FeatureSpec
-    ids, dense, _ = parity_inputs(FeatureSpec.load(runs["run"]), rows=250, seed=7)
-    return ids, dense
-
-
 def test_triton_pctr_equals_in_process_onnx(triton, runs, batch):
     from rtb_dcn.scoring import OnnxScorer, make_scorer, KServeScorer
     from rtb_dcn.microbatch import MicroBatcher
