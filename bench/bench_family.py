@@ -37,8 +37,21 @@ def data_file(name: str, n: int, seed: int) -> Path:
         log(f"  {write_family(p, name, rows=n, seed=seed, progress=False)}")
     return p
 
-def one(setting, seed: int, n: int, exps: dict, bound_Cs) -> dict:
-    "Oracle, bound and every experiment on one (setting, seed) data set."
+def ensemble_metrics(kept: dict, members: list[str], parts) -> dict:
+    """The members' trained models fused by rtb_dcn.ensembles.fit_ensemble ('learned': a logistic regression on their logits,
+    fitted on the validation rows); test metrics. Members must share the feature layout (same seed and min_count)."""
+    from rtb_dcn.ensembles import fit_ensemble
+    from rtb_dcn.train import ctr_metrics
+    specs = [kept[m][1] for m in members]
+    if any(s.to_dict()['categorical'] != specs[0].to_dict()['categorical'] for s in specs):
+        raise SystemExit(f"--ensemble {'+'.join(members)}: the members' input specs differ; expected one feature layout (same min_count)")
+    xv, xt = (list(specs[0].encode(parts[k])) for k in ('valid', 'test'))
+    ens, info = fit_ensemble([kept[m][0] for m in members], xv, parts['valid']['label'].to_numpy(), 'learned')
+    p = ens.predict(xt, batch_size=8192, verbose=0).ravel()
+    return {**ctr_metrics(parts['test']['label'], p), 'coef': info['coef'], 'intercept': info['intercept'], 'members': members}
+
+def one(setting, seed: int, n: int, exps: dict, bound_Cs, ensembles=()) -> dict:
+    "Oracle, bound and every experiment on one (setting, seed) data set; then each ensemble of experiments."
     from rtb_dcn.data import read_dataset, split_frame
     from rtb_dcn.synth import specified_bound
     from rtb_dcn.train import train, ctr_metrics
@@ -54,13 +67,19 @@ def one(setting, seed: int, n: int, exps: dict, bound_Cs) -> dict:
     b = specified_bound(parts, setting, Cs=bound_Cs)
     out['models']['bound'] = {**ctr_metrics(parts['test']['label'], b.pop('pctr')), 'C': b['C'], 'columns': b['columns'],
                               'fit_seconds': time.time() - tb}
+    kept, need = {}, {m for e in ensembles for m in e}
     for name, cfg in exps.items():
         cfg = cfg.model_copy(update=dict(seed=seed))
         with tempfile.TemporaryDirectory() as run:
             m = train(cfg, df, run, verbose=False)
+            if name in need:
+                from rtb_dcn.run import Run
+                kept[name] = (Run(run).keras_model(), Run(run).spec)
         out['models'][name] = {k: m[k] for k in ('logloss', 'auc', 'calibration', 'normalized_entropy', 'epochs', 'best_epoch',
-                                                 'fit_seconds', 'rows_per_s') if k in m}
+                                                 'fit_seconds', 'rows_per_s', 'evaluations', 'calibrate', 'uncalibrated') if k in m}
         out['models'][name]['config_hash'] = cfg.hash()
+        if 'uncalibrated' in m: out['models'][f'{name} (uncalibrated)'] = dict(m['uncalibrated'])   # the same model before Platt
+    for e in ensembles: out['models']['+'.join(e)] = ensemble_metrics(kept, list(e), parts)
     bl = out['models']['bound']['logloss']
     for m in out['models'].values(): m['gap_to_bound'] = m['logloss'] / bl - 1
     log("  " + ', '.join(f"{k} {v['logloss']:.5f} ({v['gap_to_bound']:+.2%})" for k, v in out['models'].items()))
@@ -125,6 +144,7 @@ def main():
     ap.add_argument('--config', default=str(CONFIG))
     ap.add_argument('--experiments', default='LR_default,DCN_default', help='experiments of --config')
     ap.add_argument('--extra', action='append', default=[], help='NAME=YAML:EXPERIMENT, an experiment from another YAML')
+    ap.add_argument('--ensemble', action='append', default=[], help='A+B: experiments fused (learned fusion on validation), e.g. LR_default+DCN_default')
     ap.add_argument('--rows', type=int, default=None, help='rows per data set for every setting (default: by mode and CTR)')
     ap.add_argument('--bound-C', default=None, help='inverse L2 strengths tried for the bound (default: quick 0.1,0.3; full 0.03,0.1,0.3,1)')
     ap.add_argument('--out', default='family', help='report/benchmarks/<out>.json and .md')
@@ -141,6 +161,9 @@ def main():
     for x in a.extra:
         name, _, ref = x.partition('='); yml, _, e = ref.rpartition(':')
         exps[name] = load_experiment(yml, e); sources[name] = f"{os.path.relpath(yml, ROOT)}:{e}"
+    ensembles = [tuple(e.split('+')) for e in a.ensemble]
+    for e in ensembles:
+        if len(e) < 2 or not set(e) <= set(exps): raise SystemExit(f"--ensemble {'+'.join(e)}: expected two or more of {', '.join(exps)} joined by +")
     settings = [FAMILY[s] for s in (a.settings.split(',') if a.settings else FAMILY)]
     seeds = [int(s) for s in a.seeds.split(',')]
     Cs = tuple(float(c) for c in (a.bound_C or ('0.03,0.1,0.3,1' if full else '0.1,0.3')).split(','))
@@ -149,14 +172,19 @@ def main():
         for seed in seeds:
             n = rows_for(st, full, a.rows)
             log(f"[{i + 1}/{len(settings)}] {st.name} (CTR {st.base_ctr:.1%}), seed {seed}, {n:,} rows")
-            runs.append(one(st, seed, n, exps, Cs))
-    summary = summarise(runs, list(exps))
-    res = dict(command=command(), mode='full' if full else 'quick', seeds=seeds, goal_gap_to_bound=GOAL_GAP, models=list(exps),
-               experiments={k: dict(source=sources[k], config=c.flat(), config_hash=c.hash()) for k, c in exps.items()},
+            runs.append(one(st, seed, n, exps, Cs, ensembles))
+    models = [x for k, c in exps.items() for x in ([k] + ([f'{k} (uncalibrated)'] if c.calibrate != 'none' else []))]
+    models += ['+'.join(e) for e in ensembles]
+    summary = summarise(runs, models)
+    res = dict(command=command(), mode='full' if full else 'quick', seeds=seeds, goal_gap_to_bound=GOAL_GAP, models=models,
+               experiments={**{k: dict(source=sources[k], config=c.flat(), config_hash=c.hash()) for k, c in exps.items()},
+                            **{'+'.join(e): dict(source='learned fusion of ' + ' and '.join(e) + ' (rtb_dcn.ensembles.fit_ensemble on the validation rows)')
+                               for e in ensembles},
+                            **{f'{k} (uncalibrated)': dict(source=f'{k} before its Platt scaling') for k, c in exps.items() if c.calibrate != 'none'}},
                bound_C_grid=list(Cs), machine=machine(), seconds=time.time() - t0, summary=summary, runs=runs)
     out = write_json(f'{a.out}.json', res)
     write_md(res, OUT / f'{a.out}.md')
-    worst = {m: max(r['models'][m]['gap_to_bound'] for r in summary) for m in exps}
+    worst = {m: max(r['models'][m]['gap_to_bound'] for r in summary) for m in models}
     print(f"bench_family: {len(settings)} settings x {len(seeds)} seeds; worst median gap to the bound: "
           + ', '.join(f"{m} {g:+.2%}" for m, g in worst.items()) + f" (goal <= +{GOAL_GAP:.0%}); {time.time() - t0:.0f}s -> {out}")
 

@@ -98,3 +98,31 @@ def test_bad_inputs_are_one_line(synth, tmp_path):
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         last = r.stderr.strip().splitlines()[-1]
         assert msg in last and last.startswith("rtb-dcn ") and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_half_epoch_platt_run_serves_calibrated_pctr(synth, tmp_path):
+    """An experiment with validation every half-epoch and Platt scaling, trained and exported by the CLI: history.csv has
+    a row per half-epoch, and the exported ONNX graph serves the calibrated pCTR (Platt of the in-process Keras pCTR
+    when training kept it, the raw one otherwise), whose test logloss is metrics.json's."""
+    from rtb_dcn.data import iter_split
+    from rtb_dcn.run import Run
+    from rtb_dcn.train import apply_calibration, ctr_metrics
+    y = tmp_path / "e.yaml"
+    y.write_text("E: {model: dcn, structure: stacked, cross: v2, embedding_dim: 4, hidden_units: [16], batch_size: 256,\n"
+                 "    num_cross_layers: 2, epochs: 2, patience: 2, eval_every: 0.5, calibrate: platt, seed: 3}\n")
+    env = {"RTB_ARTIFACTS_DIR": str(tmp_path)}
+    r = run_cli("train", synth, "--config", y, "--experiment", "E", "--run", "r", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_cli("export", "--run", tmp_path / "r", "--parity-rows", 2000, "--quiet", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = Run(tmp_path / "r")
+    m = json.loads((run.path / "metrics.json").read_text())
+    cal = json.loads((run.path / "calibration.json").read_text())
+    assert m["calibrate"] == cal and m["eval_every"] == 0.5
+    assert len((run.path / "history.csv").read_text().splitlines()) - 1 == m["evaluations"] == m["epochs"] * 2
+    test = next(iter_split(synth, "criteo", "test", fractions=(0.8, 0.1, 0.1), seed=3))
+    p_served = run.score(test)
+    p_keras = run.keras_model().predict(list(run.spec.encode(test)), verbose=0).ravel()
+    assert np.abs(p_served - apply_calibration(p_keras, cal)).max() <= 1e-5
+    assert abs(ctr_metrics(test["label"], p_served)["logloss"] - m["logloss"]) <= 1e-5
+    assert ("calibration" in run.spec.extra) == cal["applied"]
