@@ -29,8 +29,11 @@ def test_demo_quick_writes_report(tmp_path):
     q = {r["model"]: r for r in csv.DictReader(open(tmp_path / "train_report" / "criteo_quality.csv"))}
     assert set(q) == {"LR_default", "DCN_default", "oracle (true pCTR)"}
     assert float(q["oracle (true pCTR)"]["logloss"]) < float(q["DCN_default"]["logloss"])
-    # the planted crosses again: the DCN ranks the quick test rows better than the first-order LR (0.67 vs 0.54 here)
-    assert float(q["DCN_default"]["auc"]) > float(q["LR_default"]["auc"]) + 0.05
+    # both learn the quick rows (AUC 0.67 DCN, 0.70 LR here). With LR_default trained to convergence (learning rate
+    # 0.03, issue 19) a logistic regression ranks 30k rows as well as the DCN after 2 epochs; the crosses pay off on
+    # larger logs (report/benchmarks/models.md), so the quick run checks learning, not which model wins
+    for m in ("DCN_default", "LR_default"):
+        assert 0.6 < float(q[m]["auc"]) < float(q["oracle (true pCTR)"]["auc"]), (m, q[m])
     # serving: the router answers replayed OpenRTB requests in-process, no 5xx, some bids, win notices counted
     for f in ("status.csv", "wins.csv", "responses.csv", "distributions.png"):
         assert (tmp_path / "serve_report" / f).stat().st_size > 0, f
