@@ -7,7 +7,14 @@ QPS and the highest QPS whose client p99 <= 10 ms, per backend.
 
     .venv/bin/python bench/bench_backends.py [--run artifacts/demo_ipinyou] [--qps 100,200,400,800] [--duration 4]
         [--backends onnx,tf,rest,grpc,triton,triton_nobatch,kserve,sagemaker]
+        [--locust [--locust-qps 200] [--locust-users 4] [--locust-duration 10]]
     -> report/latency_throughput/backends.json, backends.csv, backends.png (one panel per backend)
+       (--locust: + backends_locust.csv)
+
+With --locust, each backend also gets the same Locust scenario (`rtb-dcn loadtest`'s steady pacing, closed-loop users)
+against the router's /openrtb2/bid, and a remote backend's server is loaded by Locust directly, the way the router's
+scorer calls it: KServe-v2 REST (`--endpoint kserve`) and, where it serves gRPC (the model server with --grpc-port,
+Triton, KServe), KServe-v2 gRPC `ModelInfer` (`--endpoint kserve_grpc`, the locustfile's KServeGrpcUser).
 
 Triton and KServe need their virtualenvs (`make venv-triton venv-kserve`); a backend whose server cannot start is
 recorded as skipped with the reason. The remote backends' model servers run on the same 2-core machine as the router and
@@ -38,6 +45,7 @@ def backing_server(kind: str, run: Path, tmp: Path, logs: Path):
     if kind == 'grpc':
         g = free_port()
         s = model_server(run, log=logs, grpc_port=g)
+        s.grpc_port = g
         return s, {'RTB_SCORER': 'kserve_grpc', 'RTB_SCORER_URL': f'127.0.0.1:{g}'}
     if kind.startswith('triton'):
         repo = tmp / kind
@@ -55,7 +63,26 @@ def backing_server(kind: str, run: Path, tmp: Path, logs: Path):
     raise SystemExit(f'--backends: {kind!r} is not a backend; expected some of {", ".join(BACKENDS)}')
 
 
-def bench_backend(kind, run, bodies, qps_steps, duration, tmp, logs) -> dict:
+def locust_scenarios(kind: str, router, backing, run: Path, data: Path, opts: dict, tmp: Path) -> list[dict]:
+    "The Locust scenario against the router (bid) and, for a remote backend, against its server (REST; gRPC where served)."
+    from rtb_dcn.loadtest import loadtest
+    targets = [('router', router.url, 'bid')]
+    if backing is not None and kind != 'sagemaker':
+        targets.append(('backend', backing.url, 'kserve'))
+        gport = getattr(backing, 'grpc_port', None)
+        if gport: targets.append(('backend', f'127.0.0.1:{gport}', 'kserve_grpc'))
+    out = []
+    for where, url, ep in targets:
+        s = loadtest(url, 'steady', ep, data, 'ipinyou', users=opts['users'], spawn_rate=opts['users'], duration=opts['duration'],
+                     qps=opts['qps'], run=run, rows=1000, out_dir=tmp / 'locust', name=f'{kind}_{where}_{ep}', progress=False)
+        out.append({'target': where, 'endpoint': ep, 'path': s['path'], 'users': s['users'], 'offered_qps': s['offered_qps'],
+                    **{k: s[k] for k in ('requests', 'failures', 'p50_ms', 'p90_ms', 'p99_ms')},
+                    'rps': None if s['rps'] is None else round(s['rps'], 1), 'max_ms': None if s['max_ms'] is None else round(s['max_ms'], 1)})
+        log(f"  locust {where} {ep}: {s['requests']} requests, {s['failures']} failures, {s['rps']} req/s, p50/p99 {s['p50_ms']}/{s['p99_ms']} ms")
+    return out
+
+
+def bench_backend(kind, run, bodies, qps_steps, duration, tmp, logs, locust: dict | None = None, data: Path | None = None) -> dict:
     from rtb_dcn.config import RtbError
     from rtb_dcn.servers import router_server
     try: backing, env = backing_server(kind, run, tmp, logs)
@@ -74,11 +101,12 @@ def bench_backend(kind, run, bodies, qps_steps, duration, tmp, logs) -> dict:
             if ready.get('status') != 'ready': return {'backend': kind, 'label': LABELS[kind], 'skipped': f'router not ready: {ready}'}
             br.run_step(r, bodies, qps=50, duration=1.0)                # warm-up (connections, first calls)
             rows = br.ramp(r, bodies, qps_steps, duration, extra_cpu=[backing] if backing is not None else ())
+            loc = locust_scenarios(kind, r, backing, run, data, locust, tmp) if locust else None
     except RtbError as e: return {'backend': kind, 'label': LABELS[kind], 'skipped': ' '.join(str(e).split())[:300]}
     finally:
         if backing is not None: backing.stop()
     return {'backend': kind, 'label': LABELS[kind], 'steps': rows, 'best_qps_client_p99_le_10ms': br.best(rows, 'client'),
-            'best_qps_server_p99_le_10ms': br.best(rows, 'server')}
+            'best_qps_server_p99_le_10ms': br.best(rows, 'server'), **({'locust': loc} if loc is not None else {})}
 
 
 def plot(results: list[dict], path: Path):
@@ -113,20 +141,26 @@ def main():
     ap.add_argument('--duration', type=float, default=4.0, help='seconds per step')
     ap.add_argument('--backends', default=','.join(BACKENDS))
     ap.add_argument('--out', default=str(OUT), help='folder of backends.json, backends.csv, backends.png')
+    ap.add_argument('--locust', action='store_true', help='also the Locust scenarios: router /openrtb2/bid; a remote backend over REST and gRPC')
+    ap.add_argument('--locust-qps', type=float, default=200.0, help='Locust: offered requests/s over all users')
+    ap.add_argument('--locust-users', type=int, default=4, help='Locust: users (each a paced closed loop)')
+    ap.add_argument('--locust-duration', type=float, default=10.0, help='Locust: seconds per scenario')
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix='bench-backends-'))
     logs = tmp / 'logs'; logs.mkdir()
     run = br.ensure_run(a.run, tmp)
-    bodies = br.request_bodies(br.synth_log(tmp), 2000)
+    data = br.synth_log(tmp)
+    bodies = br.request_bodies(data, 2000)
+    locust = {'qps': a.locust_qps, 'users': a.locust_users, 'duration': a.locust_duration} if a.locust else None
     steps = [int(q) for q in a.qps.split(',')]
     results, t0 = [], time.time()
     for kind in a.backends.split(','):
         log(f'{kind}: {LABELS.get(kind, "?")}')
-        results.append(bench_backend(kind, run, bodies, steps, a.duration, tmp, logs))
+        results.append(bench_backend(kind, run, bodies, steps, a.duration, tmp, logs, locust, data))
         if results[-1].get('skipped'): log(f"  skipped: {results[-1]['skipped']}")
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     doc = {'command': command(), 'what': __doc__.split('\n\n')[0], 'run': str(run), 'qps_steps': steps, 'duration_s': a.duration,
-           'minutes': round((time.time() - t0) / 60, 1), 'machine': machine(), 'results': results}
+           'minutes': round((time.time() - t0) / 60, 1), 'machine': machine(), **({'locust': locust} if locust else {}), 'results': results}
     dump_json(out / 'backends.json', doc)
     with open(out / 'backends.csv', 'w', newline='') as f:
         w = csv.writer(f)
@@ -135,6 +169,14 @@ def main():
             for s in r.get('steps', []):
                 w.writerow([r['backend'], s['qps'], s['completed_per_s'], s.get('client_p50_ms'), s.get('client_p90_ms'), s.get('client_p99_ms'),
                             s.get('server_p99_ms'), s['errors'], s['late_tmax'], s.get('cpu_us_per_request')])
+    if locust:
+        with open(out / 'backends_locust.csv', 'w', newline='') as f:
+            w = csv.writer(f)
+            w.writerow(['backend', 'target', 'endpoint', 'users', 'offered_qps', 'requests', 'failures', 'rps', 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms'])
+            for r in results:
+                for s in r.get('locust', []):
+                    w.writerow([r['backend'], s['target'], s['endpoint'], s['users'], s['offered_qps'], s['requests'], s['failures'], s['rps'],
+                                s['p50_ms'], s['p90_ms'], s['p99_ms'], s['max_ms']])
     plot(results, out / 'backends.png')
     log('best QPS at client p99 <= 10 ms: ' + ', '.join(f"{r['backend']} {r.get('best_qps_client_p99_le_10ms', 'skipped')}" for r in results))
     log(f'-> {out / "backends.json"}, backends.csv, backends.png')
