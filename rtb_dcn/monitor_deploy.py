@@ -68,6 +68,8 @@ def recording_rules() -> list[dict]:
         dict(record='rtb:calibration:ratio1h',
              expr=f'sum by (arm) (increase({_m("rtb_won_pctr_total")}[1h])) / sum by (arm) (increase({_m("rtb_clicks_total")}[1h]))'),
         dict(record='rtb:clicks:increase1h', expr=f'sum by (arm) (increase({_m("rtb_clicks_total")}[1h]))'),
+        # the clicks the model expected (sum of the won imps' pCTR): what a calibration alert needs enough of (clicks_to_detect)
+        dict(record='rtb:expected_clicks:increase1h', expr=f'sum by (arm) (increase({_m("rtb_won_pctr_total")}[1h]))'),
         # the model servers behind the router's remote scorers
         dict(record='rtb:model_errors:ratio_rate1m',
              expr=f'sum(rate({_m("rtb_model_errors_total")}[1m])) / clamp_min(sum(rate({_m("rtb_model_requests_total")}[1m])), 1e-9)'),
@@ -92,7 +94,7 @@ def alert_rules(down_for: str = '1m', for_scale: float = 1.0) -> list[dict]:
         dict(alert='RtbOverpacing', expr='rtb:pacing:spent_ratio > 1.1', **{'for': f(5)},
              **sev('page', 'Campaign {{ $labels.campaign }} spent {{ $value | humanizePercentage }} of its pacing budget')),
         dict(alert='RtbCalibrationOutOfBand',
-             expr=f'(rtb:calibration:ratio1h < {lo} or rtb:calibration:ratio1h > {hi}) and on (arm) rtb:clicks:increase1h >= {clicks_to_detect(0.7)}',
+             expr=f'(rtb:calibration:ratio1h < {lo} or rtb:calibration:ratio1h > {hi}) and on (arm) rtb:expected_clicks:increase1h >= {clicks_to_detect(0.7)}',
              **{'for': f(15)}, **sev('ticket', f'Arm {{{{ $labels.arm }}}}: mean pCTR / CTR {{{{ $value }}}} outside [{lo}, {hi}] over the last hour')),
         dict(alert='RtbModelServerDown', expr=f'up{{job="{MODEL_JOB}"}} == 0', **{'for': down_for},
              **sev('page', 'Model server {{ $labels.instance }} is not answering its /metrics scrape')),
