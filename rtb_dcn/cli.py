@@ -123,7 +123,7 @@ def runbook_parameters(name: str, settings, quick: bool) -> dict:
     ipinyou_rows = 100_000 if quick else 1_000_000   # one synthetic iPinYou log: trained on, then replayed
     if name == 'train_report': p['ipinyou_rows'] = ipinyou_rows
     run = settings.artifacts_dir / 'demo_ipinyou'   # the iPinYou-shaped model train_report writes
-    if name in ('serve_report', 'offline_eval', 'experiments', 'latency_throughput') and (run / 'model.onnx').is_file(): p['run_dir'] = str(run)
+    if name in ('serve_report', 'offline_eval', 'experiments', 'monitoring', 'latency_throughput') and (run / 'model.onnx').is_file(): p['run_dir'] = str(run)
     if name in ('offline_eval', 'experiments', 'monitoring'): p['synth_rows'] = ipinyou_rows   # experiments and monitoring reuse offline_eval's synthetic log
     return p
 
