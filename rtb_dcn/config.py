@@ -47,6 +47,7 @@ class PipelineSettings(BaseModel):
     processing_instance_count: int = Field(1, ge=1, le=20)
     training_instance_type: str = Field('ml.m5.2xlarge', pattern=r'^ml\.[a-z0-9]+\.[a-z0-9]+$')
     training_instance_count: int = Field(1, ge=1, le=20)
+    training_distributed: bool = False      # train on training_instance_count >= 2 hosts with MultiWorkerMirroredStrategy (`train --distributed`; TF_CONFIG from SageMaker's hosts)
     use_spot: bool = True                    # managed Spot training (checkpoints to S3 make interruptions resumable)
     max_run_s: int = Field(3600, ge=60)      # a training job's longest run
     max_wait_s: int = Field(7200, ge=60)     # Spot: longest run + waiting for capacity (>= max_run_s)

@@ -156,10 +156,16 @@ METRIC_DEFINITIONS = [dict(Name='test:auc', Regex=r'test auc ([0-9.]+)'), dict(N
 
 def _finished(run: Path) -> bool: return (run / 'model.onnx').is_file() and (run / 'metrics.json').is_file() and (run / 'input_spec.json').is_file()
 
-def step_train(features, out, p: PipelineSettings, experiment: str | None = None, checkpoints=None, **overrides) -> dict:
+def step_train(features, out, p: PipelineSettings, experiment: str | None = None, checkpoints=None, distributed: bool = False, **overrides) -> dict:
     "TrainModel: train the experiment on the shard folder `features`, export it -> the run folder `out` (resumes from `checkpoints`)."
     from rtb_dcn.train import train
     from rtb_dcn.export import export_run
+    from rtb_dcn.distributed import is_chief
+    if distributed and not is_chief():   # TF_CONFIG's other workers: train their share; the chief's run is the model
+        if checkpoints and _finished(Path(checkpoints) / 'run'): return {}   # the chief resumes a finished run: nothing to join
+        import tempfile
+        with tempfile.TemporaryDirectory() as d: train(experiment_config(p, experiment, **overrides), str(features), Path(d) / 'run', verbose=False, distributed=True)
+        return {}
     out = Path(out)
     ck = Path(checkpoints) / 'run' if checkpoints else None
     if ck is not None and _finished(ck):
@@ -167,7 +173,7 @@ def step_train(features, out, p: PipelineSettings, experiment: str | None = None
     else:
         cfg = experiment_config(p, experiment, **overrides)
         run = ck or out
-        m = train(cfg, str(features), run, verbose=False)
+        m = train(cfg, str(features), run, verbose=False, distributed=distributed)
         print(f"train: test auc {m['auc']:.4f} logloss {m['logloss']:.5f} NE {m['normalized_entropy']:.4f}")
         export_run(run)
     if ck is not None:
@@ -472,6 +478,15 @@ def _sdk_parameters(p: PipelineSettings, profile: str) -> dict:
                 ApprovalStatus=ParameterString('ApprovalStatus', default_value=p.approval, enum_values=['Approved', 'PendingManualApproval']),
                 Deploy=ParameterString('Deploy', default_value=str(p.deploy).lower(), enum_values=['true', 'false']))
 
+def _distribution(p: PipelineSettings) -> dict:
+    "Hyperparameters of a multi-worker training job (pipeline.training_distributed): MultiWorkerMirroredStrategy over the job's hosts."
+    if not p.training_distributed: return {}
+    if p.training_instance_count < 2:
+        raise RtbError(f"pipeline.training_instance_count: {p.training_instance_count} with training_distributed; expected >= 2 instances")
+    # SDK v2's distribution={'multi_worker_mirrored_strategy': {'enabled': True}} is this hyperparameter (read by the TF image's
+    # toolkit); SDK v3's ModelTrainer has no TF distribution, so `distributed` tells `rtb-dcn pipeline train` to build TF_CONFIG
+    return dict(sagemaker_multi_worker_mirrored_strategy_enabled='true', distributed='true')
+
 def _sdk_trainer(ps, p: PipelineSettings, params: dict):
     "The ModelTrainer of the training step: the training image, Spot with max_wait, checkpoints in S3, metric definitions."
     from sagemaker.train import ModelTrainer
@@ -484,7 +499,7 @@ def _sdk_trainer(ps, p: PipelineSettings, params: dict):
                       stopping_condition=StoppingCondition(max_runtime_in_seconds=p.max_run_s, **({'max_wait_time_in_seconds': p.max_wait_s} if p.use_spot else {})),
                       checkpoint_config=CheckpointConfig(s3_uri=s3_uri(p, 'checkpoints'), local_path='/opt/ml/checkpoints'),
                       output_data_config=OutputDataConfig(s3_output_path=s3_uri(p, 'model')),
-                      hyperparameters=dict(experiment_config=p.experiment_config, experiment=params['Experiment'], profile=params['Profile']),
+                      hyperparameters=dict(experiment_config=p.experiment_config, experiment=params['Experiment'], profile=params['Profile'], **_distribution(p)),
                       environment={'RTB_PROFILE': params['Profile']})
     return mt.with_metric_definitions([MetricDefinition(name=m['Name'], regex=m['Regex']) for m in METRIC_DEFINITIONS])
 
@@ -626,8 +641,11 @@ def run_step(action: str, s: Settings, data=None, out=None, model=None, evaluati
     if action == 'process': return step_process(need(data, 'data'), need(out, 'out'), p, experiment)
     if action == 'train':
         hp = _hyperparameters()
+        if hp.get('distributed') == 'true':   # pipeline.training_distributed: TF_CONFIG from SageMaker's hosts (one host: none)
+            from rtb_dcn.distributed import sagemaker_tf_config
+            os.environ.update(sagemaker_tf_config())
         return step_train(data or '/opt/ml/input/data/features', out or '/opt/ml/model', p, experiment or hp.get('experiment'),
-                          '/opt/ml/checkpoints' if Path('/opt/ml/checkpoints').is_dir() else None)
+                          '/opt/ml/checkpoints' if Path('/opt/ml/checkpoints').is_dir() else None, distributed='TF_CONFIG' in os.environ)
     if action == 'evaluate':
         import tempfile
         with tempfile.TemporaryDirectory() as d:

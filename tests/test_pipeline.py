@@ -75,6 +75,29 @@ def test_definition_snapshot(definitions, prof):
     assert defaults['ApprovalStatus'] == ('PendingManualApproval' if prof == 'prod' else 'Approved')
 
 
+def test_definition_distributed_training(tmp_path):
+    """pipeline.training_distributed: the TrainModel step runs on >= 2 instances with the MultiWorkerMirroredStrategy
+    hyperparameters (SDK v2's distribution={'multi_worker_mirrored_strategy': {'enabled': True}}; `distributed` makes
+    `rtb-dcn pipeline train` build TF_CONFIG from SageMaker's hosts); one instance is refused in one line."""
+    _sdk_or_skip()
+    import yaml
+    prof = yaml.safe_load((ROOT / 'configs' / 'profiles' / 'prod.yaml').read_text())
+    prof['pipeline'].update(training_distributed=True, training_instance_count=4)
+    f = tmp_path / 'prod_distributed.yaml'; f.write_text(yaml.safe_dump(prof))
+    d = pl.pipeline_definition('prod', config_file=f)
+    tr = next(st for st in d['Steps'] if st['Name'] == 'TrainModel')['Arguments']
+    assert tr['ResourceConfig']['InstanceCount'] == {'Get': 'Parameters.TrainingInstanceCount'}
+    assert {x['Name']: x.get('DefaultValue') for x in d['Parameters']}['TrainingInstanceCount'] == 4
+    hp = tr['HyperParameters']
+    assert hp['sagemaker_multi_worker_mirrored_strategy_enabled'] == 'true' and hp['distributed'] == 'true', hp
+    plain = json.loads((ROOT / 'report' / 'pipeline' / 'definition_prod.json').read_text())     # the setting off: neither
+    hp0 = next(st for st in plain['Steps'] if st['Name'] == 'TrainModel')['Arguments']['HyperParameters']
+    assert 'distributed' not in hp0 and 'sagemaker_multi_worker_mirrored_strategy_enabled' not in hp0
+    prof['pipeline'].update(training_instance_count=1); f.write_text(yaml.safe_dump(prof))
+    with pytest.raises(RtbError, match=r"pipeline.training_instance_count: 1 with training_distributed; expected >= 2 instances"):
+        pl.pipeline_definition('prod', config_file=f)
+
+
 def test_definition_bad_profile():
     r = subprocess.run([RTB, 'pipeline', 'definition', '--profile', 'qa'], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip() == "rtb-dcn pipeline: error: profile: 'qa' is not a profile; expected one of dev, staging, prod"
