@@ -137,20 +137,44 @@ def test_bad_input_is_one_line_or_a_violation(logs, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_monitoring_runbook_quick(tmp_path):
-    "The demo's monitoring runbook (nbs/reports/monitoring.ipynb), quick, into a temporary folder: its conclusions hold."
+@pytest.fixture(scope="module")
+def runbook_run(tmp_path_factory):
+    """The model the monitoring runbook's router serves in the test: DCN_test (2 epochs) trained on the training window
+    (the days before the last) of the runbook's own synthetic log (60,000 rows, seed 42: the same file it writes)."""
+    from rtb_dcn.data import read_dataset
+    from rtb_dcn.run import train_frame
+    from rtb_dcn.synth import write_synth
+    from rtb_dcn.train import load_experiment
+    from conftest import EXPERIMENTS
+    d = tmp_path_factory.mktemp("runbook_run")
+    write_synth(d / "ipy.txt", "ipinyou", rows=60_000, seed=42, progress=False)
+    log = read_dataset(d / "ipy.txt", "ipinyou")
+    day = log.timestamp.dt.floor("D")
+    cfg = load_experiment(EXPERIMENTS / "dcn_criteo.yaml", "DCN_test", format="ipinyou", epochs=2)
+    return train_frame(log[day < day.max()], cfg, d / "run", parity_rows=200).path
+
+
+def test_monitoring_runbook_quick(tmp_path, runbook_run):
+    """The demo's monitoring runbook (nbs/reports/monitoring.ipynb), quick, into a temporary folder: both streams replayed
+    through a router process, its bid log checked per window; the conclusions hold."""
     import papermill as pm
     from conftest import ROOT
     out = tmp_path / "report"
     pm.execute_notebook(str(ROOT / "nbs" / "reports" / "monitoring.ipynb"), str(tmp_path / "monitoring.ipynb"), cwd=str(ROOT),
-                        parameters=dict(quick=True, report_dir=str(out), synth_rows=60_000, far_windows=100), progress_bar=False,
-                        kernel_name="python3")
+                        parameters=dict(quick=True, report_dir=str(out), synth_rows=60_000, far_windows=100, run_dir=str(runbook_run)),
+                        progress_bar=False, kernel_name="python3")
     res = json.loads((out / "monitoring.json").read_text())
+    assert res["replayed_per_stream"] == 10_000 and all(n >= 9_900 for n in res["decisions"].values()), res["decisions"]   # every 2nd row
     assert res["unshifted_violations"] == 0 and res["named_exactly"] and res["violations_before_shift"] == []
+    assert res["shifted_drift_features"] == ["adexchange", "region", "slotprice"] and res["cli_exit_status"] == EXIT_VIOLATIONS
     assert res["calibration_violations_shifted"] >= 1 and res["false_alarm"]["rate"] <= 0.01
-    assert {a["stream"]: a["DriftViolations"] for a in res["alarms"]} == {"unshifted": "OK", "shifted": "ALARM"}
-    for f in ("monitoring.md", "psi_per_window.png", "calibration_per_window.png", "baseline/statistics.json",
-              "shifted/constraint_violations.json", "shifted/quality/statistics.json"):
+    alarms = {a["stream"]: a for a in res["alarms"]}
+    assert (alarms["unshifted"]["DriftViolations"], alarms["shifted"]["DriftViolations"]) == ("OK", "ALARM")
+    assert (alarms["unshifted"]["CalibrationHigh"], alarms["shifted"]["CalibrationHigh"]) == ("OK", "ALARM")
+    assert (alarms["unshifted"]["RtbCalibrationOutOfBand"], alarms["shifted"]["RtbCalibrationOutOfBand"]) == ("OK", "ALARM")
+    assert alarms["shifted"]["RtbHighErrorRate"] == "OK"
+    for f in ("monitoring.md", "psi_per_window.png", "calibration_per_window.png", "baseline/statistics.json", "shifted/bids.jsonl",
+              "shifted/constraint_violations.json", "shifted/quality/statistics.json", "shifted/cli/constraint_violations.json"):
         assert (out / f).stat().st_size > 0, f
 
 
