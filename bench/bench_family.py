@@ -11,7 +11,9 @@ median over seeds of every model's test logloss gap to the bound, and the goal (
 Seed s means: the setting's world and rows drawn with seed s (rtb_dcn.synth.write_family), and training seeded with s
 (split, initialisation, shuffling), so the three seeds are three data sets of the same kind. Every model of one
 (setting, seed) sees the same seeded 80/10/10 split. `--extra tuned=report/tune/x/best.yaml:DCN_tuned` adds an
-experiment from another YAML under a short name. Writes report/benchmarks/<out>.json and <out>.md.
+experiment from another YAML under a short name; `--ensemble A+B` adds the learned fusion of experiments A and B
+(same feature layout) fitted on each data set's validation rows; `--merge a,b --out family` joins runs made over different
+settings into one report. Writes report/benchmarks/<out>.json and <out>.md.
 """
 import argparse, json, os, statistics, sys, tempfile, time
 from pathlib import Path
@@ -114,7 +116,10 @@ def write_md(res: dict, path: Path):
              f"Experiments: " + ', '.join(f"`{m}` ({res['experiments'][m]['source']})" for m in models) + '.', '',
              f"Goal: every learnt model within +{GOAL_GAP:.0%} test logloss of the specified-model bound, on every setting. "
              f"Gap = logloss / bound's - 1 (negative: better than the bound, possible when the bound's L2 or its data are limiting).", '',
-             f"Command: `{res['command']}` ({res['seconds'] / 60:.1f} min)", '']
+             f"Command: `{res['command']}` ({res['seconds'] / 60:.1f} min; 1-minute load average at start / end: "
+             + ', '.join(f"{m.get('load_avg_at_start', float('nan')):.1f} / {m.get('load_avg_at_end', float('nan')):.1f}"
+                         for m in (res['machine'] if isinstance(res.get('machine'), list) else [res.get('machine') or {}]))
+             + f" on {(res['machine'][0] if isinstance(res.get('machine'), list) else res.get('machine') or {}).get('cpus', '?')} shared cores)", '']
     hdr = ['setting', 'CTR', 'train clicks', 'oracle', 'bound'] + [f'{m} (gap)' for m in models] + ['goal ' + m for m in models]
     lines += ['| ' + ' | '.join(hdr) + ' |', '|' + '---|' * len(hdr)]
     from rtb_dcn.synth import FAMILY
@@ -137,6 +142,18 @@ def write_md(res: dict, path: Path):
     if res.get('notes'): lines += ['', '## Why', '', res['notes']]
     path.write_text('\n'.join(lines) + '\n')
 
+def merge(parts: list[dict], out: str):
+    "One report from several runs of this script over different settings (same experiments, seeds and mode)."
+    first = parts[0]
+    for p in parts[1:]:
+        if (p['models'], p['seeds'], p['mode']) != (first['models'], first['seeds'], first['mode']):
+            raise SystemExit(f"--merge: {p['command']!r} ran other experiments, seeds or mode than {first['command']!r}")
+    runs = [r for p in parts for r in p['runs']]
+    res = {**first, 'command': ' && '.join(p['command'] for p in parts) + f" && {command()}", 'seconds': sum(p['seconds'] for p in parts),
+           'machine': [p['machine'] for p in parts], 'runs': runs, 'summary': summarise(runs, first['models'])}
+    res.pop('notes', None)
+    write_json(f'{out}.json', res); write_md(res, OUT / f'{out}.md')
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--settings', default=None, help='comma-separated settings of rtb_dcn.synth.FAMILY (default: all)')
@@ -148,9 +165,11 @@ def main():
     ap.add_argument('--rows', type=int, default=None, help='rows per data set for every setting (default: by mode and CTR)')
     ap.add_argument('--bound-C', default=None, help='inverse L2 strengths tried for the bound (default: quick 0.1,0.3; full 0.03,0.1,0.3,1)')
     ap.add_argument('--out', default='family', help='report/benchmarks/<out>.json and .md')
+    ap.add_argument('--merge', default=None, help='A,B: write <out> from report/benchmarks/A.json and B.json (runs of other settings, same experiments)')
     ap.add_argument('--render', action='store_true', help="only rewrite <out>.md from <out>.json (e.g. after editing its 'notes')")
     a = ap.parse_args()
     if a.render: return write_md(json.loads((OUT / f'{a.out}.json').read_text()), OUT / f'{a.out}.md')
+    if a.merge: return merge([json.loads((OUT / f'{n}.json').read_text()) for n in a.merge.split(',')], a.out)
     full = os.environ.get('FULL') == '1'
     t0 = time.time()
     from rtb_dcn.synth import FAMILY
