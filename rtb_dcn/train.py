@@ -337,6 +337,8 @@ def train_cli(
     epochs: int = None,        # override: maximum epochs (early stopping on validation logloss)
     batch_size: int = None,    # override: mini-batch size
     learning_rate: float = None,  # override: Adam learning rate
+    eval_every: float = None,  # override: validate every this fraction of an epoch (0.5: twice), patience counts validations
+    calibrate: str = None,     # override: none | platt (fitted on the validation rows, kept when it helps out of fold; exported)
     seed: int = None,          # override: seed for splits, init and shuffling
     store_features: bool = False,  # override: add the point-in-time store features (user/context counts, CTR, recency)
     on_bad_lines: str = 'error',  # malformed rows: error | skip (skipped rows are counted)
@@ -352,10 +354,13 @@ def train_cli(
         tf_config()                        # a missing or broken TF_CONFIG fails before TensorFlow starts
     cfg = load_experiment(config or repo_root() / 'configs' / 'experiments' / 'dcn_criteo.yaml', experiment,
                           format=format, model=model, structure=structure, cross=cross, epochs=epochs,
-                          batch_size=batch_size, learning_rate=learning_rate, seed=seed, store_features=store_features or None)
+                          batch_size=batch_size, learning_rate=learning_rate, seed=seed, store_features=store_features or None,
+                          eval_every=eval_every, calibrate=calibrate)
     run_dir = s.artifacts_dir / (run or experiment)
     print(f"train: {cfg.model.kind}/{cfg.model.structure}/{cfg.model.cross} on {data} ({cfg.format}) -> {run_dir}")
     m = train(cfg, data, run_dir, nrows=nrows, on_bad_lines=on_bad_lines, cache=not no_cache, distributed=distributed)
     print(f"train: done in {m['fit_seconds']:.0f}s, {m['epochs']} epoch(s), {m['rows_per_s']:.0f} rows/s; "
           f"test auc {m['auc']:.4f} logloss {m['logloss']:.5f} NE {m['normalized_entropy']:.4f} "
-          f"calibration {m['calibration']:.3f} -> {run_dir}")
+          f"calibration {m['calibration']:.3f}"
+          + (f" (Platt {'kept' if m['calibrate']['applied'] else 'not kept'}; uncalibrated {m['uncalibrated']['calibration']:.3f})" if 'calibrate' in m else '')
+          + f" -> {run_dir}")
