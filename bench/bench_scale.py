@@ -80,7 +80,8 @@ def _child_prepare(engine: str, data: str, out: str, master: str | None) -> None
     else:
         from rtb_dcn.spark import prepare_spark
         man = prepare_spark(data, 'criteo', out, min_count=2, seed=42, master=master)
-    print(json.dumps(dict(wall_s=time.perf_counter() - t, rows=man['rows'], fit_s=man.get('fit_s'), total_s=man.get('total_s'))))
+    print(json.dumps(dict(wall_s=time.perf_counter() - t, rows=man['rows'], fit_s=man.get('fit_s'), total_s=man.get('total_s'),
+                          stages_s=man.get('stages_s'))))
 
 
 def encode(rows_list: list[int]) -> dict:
@@ -89,6 +90,8 @@ def encode(rows_list: list[int]) -> dict:
     res = []
     for rows in rows_list:
         data = src.parent / f'criteo_{rows}_s7.txt'          # the first `rows` lines of the 5M file (no Spark read of the rest)
+        if not data.exists() and rows > 5_000_000:
+            ensure_data(data, rows=rows)                         # more rows than the 5M file has: a synthetic file of its own
         if not data.exists():
             with open(src, 'rb') as f, open(data, 'wb') as g:
                 for i, line in enumerate(f):
@@ -98,10 +101,12 @@ def encode(rows_list: list[int]) -> dict:
             out = RUNS / f'scale_shards_{engine}_{master or "arrow"}_{rows}'.replace('[', '').replace(']', '')
             log(f"encode: {rows:,} rows with {engine} {master or ''}")
             cmd = [sys.executable, __file__, '--child-prepare', json.dumps([engine, str(data), str(out), master])]
+            load = os.getloadavg()[0]                        # the machine is shared: the 1-minute load at the start of each run
             t = timed(cmd)
             r = json.loads(t['last_line'])
             res.append(dict(rows=rows, engine=engine, master=master, wall_s=round(t['wall_s'], 2), peak_rss_mb_driver=t['peak_rss_mb'],
-                            rows_per_s=round(rows / t['wall_s'], 1), job_total_s=r['total_s'], fit_s=r['fit_s']))
+                            rows_per_s=round(rows / t['wall_s'], 1), job_total_s=r['total_s'], fit_s=r['fit_s'],
+                            stages_s=r.get('stages_s'), load_1m_at_start=round(load, 2)))
             log(f"  {res[-1]['rows_per_s']:.0f} rows/s ({t['wall_s']:.0f}s)")
             import shutil; shutil.rmtree(out, ignore_errors=True)
     return dict(what='rows/s of the whole prepare (read, split, fit the spec on the train split, encode, write zstd Parquet shards), '
@@ -156,6 +161,7 @@ PRICES = dict(emr_serverless_vcpu_h=0.052624, emr_serverless_gb_h=0.0057785, m5_
               m5_4xlarge_spot_h=0.30, c5_xlarge_on_demand_h=0.17, c5_xlarge_spot_h=0.07)
 TRAIN_WORKERS = 8   # the recipe's training cluster: 8 workers of 4 vCPU (2 cores, the size of the worker measured here)
 CRITEO_KAGGLE_ROWS, CRITEO_1TB_ROWS = 45_840_617, 4_373_472_329   # rows of the two public data sets
+GZIP_DAY_FILES = 24  # Criteo 1TB ships as day_0.gz .. day_23.gz: a gzip file is one Spark task (it cannot be entered mid-stream)
 
 
 def recipe() -> dict:
@@ -195,21 +201,39 @@ def recipe() -> dict:
             train_wall_h_8_workers=round(train_h_c5, 1),
             train_cost_c5_on_demand_usd=round(train_h_c5 * TRAIN_WORKERS * PRICES['c5_xlarge_on_demand_h'], 2),
             train_cost_c5_spot_usd=round(train_h_c5 * TRAIN_WORKERS * PRICES['c5_xlarge_spot_h'], 2),
-            shard_gb=round(rows * bpr / 1e9, 1))
+            shard_gb=round(rows * bpr / 1e9, 1),
+            prepare_wall_h_gzip_days=round(rows / GZIP_DAY_FILES / per_core / 3600, 1) if name == 'criteo_1tb' else None)   # Kaggle: one plain train.txt
     return out
 
 
 def write_report(res: dict) -> None:
     enc, wk, rc = res['encode'], res['workers'], res['recipe']
     def by(d): m = d['machine']; return f"`{d['command']}` (load average {m['load_avg_at_start']:.1f} -> {m['load_avg_at_end']:.1f})"
+    measured = sorted({r['rows'] for r in enc['results']})
     L = ['# Scale-out: Spark encode, multi-worker training, and the full-Criteo recipe', '',
-         f"On {res['machine']['cpus']} shared cores. Encode measured by {by(enc)}; workers by {by(wk)}; the recipe also reads "
-         "`train_from_file.json`. A busy machine: re-run on a quiet one for cleaner numbers (5M and, with FULL=1, 20M rows "
-         "are the script's defaults; this run used 1M only to fit the time box).", '',
+         f"On {res['machine']['cpus']} shared cores. Encode measured by {by(enc)} on {', '.join(f'{n:,}' for n in measured)} rows "
+         f"(the 1-minute load at the start of each run is in the table); workers by {by(wk)}; the recipe also reads "
+         "`train_from_file.json`. A busy machine: re-run on a quiet one for cleaner numbers.", '',
          '## Encode (the whole `rtb-dcn prepare`: read, split, fit on train, encode, write zstd Parquet shards)', '',
-         '| rows | engine | wall s | rows/s | peak RSS MB (driver) |', '|---:|---|---:|---:|---:|']
+         '| rows | engine | wall s | rows/s | peak RSS MB (driver) | load at start | Spark stages s (parse / split / fit / encode) |',
+         '|---:|---|---:|---:|---:|---:|---|']
     for r in enc['results']:
-        L.append(f"| {r['rows']:,} | {r['engine']} {r['master'] or '(Arrow, 1 process)'} | {r['wall_s']:.0f} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb_driver']:,.0f} |")
+        st = r.get('stages_s') or {}
+        stages = ' / '.join(f"{st[k]:.0f}" for k in ('parse_s', 'split_s', 'fit_s', 'encode_s') if k in st) or '-'
+        load = f"{r['load_1m_at_start']:.1f}" if 'load_1m_at_start' in r else '-'
+        L.append(f"| {r['rows']:,} | {r['engine']} {r['master'] or '(Arrow, 1 process)'} | {r['wall_s']:.0f} | {r['rows_per_s']:,.0f} "
+                 f"| {r['peak_rss_mb_driver']:,.0f} | {load} | {stages} |")
+    if 20_000_000 not in measured:
+        top = [r for r in enc['results'] if r['rows'] == measured[-1]]
+        mins = [20e6 / r['rows_per_s'] / 60 for r in top]
+        proj = ', '.join(f"{r['engine']} {r['master'] or '(Arrow)'} {m:.0f} min" for r, m in zip(top, mins))
+        L += ['', f"20M rows: not run in this session's time box. Projected from the {measured[-1]:,}-row rates: {proj} "
+              f"({sum(mins):.0f} min for the three, plus writing a 5 GB synthetic file); `FULL=1` runs them."]
+    L += ['', 'The Spark job keeps the rows out of the JVM: Spark schedules one Python task per input range (a plain file in '
+          '64 MB byte ranges, a gzip file whole) and stage; the tasks read and write Parquet with pyarrow (local scratch, or '
+          'the output prefix on a cluster), and only counts, the per-task value counts (summed by one Spark groupBy), the '
+          "dense-sample candidates and the written parts' row counts cross into Spark. Input and output may be s3:// "
+          '(pyarrow\'s S3 client; no s3a jars).']
     L += ['', '## Training rows/s, 1 vs 2 workers (MultiWorkerMirroredStrategy, both workers on this 2-core machine)', '',
           f"1 worker: {wk['1_worker']['fit_rows_per_s']:,.0f} rows/s; 2 workers: {wk['2_workers_same_machine']['fit_rows_per_s']:,.0f} rows/s "
           f"(x{wk['scaling_2_over_1']}: the two share the same 2 cores, so this is the all-reduce overhead, not added compute). "
@@ -227,8 +251,11 @@ def write_report(res: dict) -> None:
             ('train hours, 8 c5.xlarge workers (MWMS)', 'train_wall_h_8_workers', f"8 x the 2-core rate x {i['workers_2_over_1_same_machine']} (measured 2-worker efficiency)"),
             ('train cost, on demand $', 'train_cost_c5_on_demand_usd', '8 x $0.17/h'),
             ('train cost, Spot $', 'train_cost_c5_spot_usd', '8 x $0.07/h (typical Spot; checkpoints per epoch make restarts cheap)')]
+    rows.append(('prepare wall hours if the input stays 24 gzip day files', 'prepare_wall_h_gzip_days',
+                 f"one task per gzip file: rows / 24 / {i['spark_rows_per_s_1_core']:,.0f} rows/s (store days plain or re-split into 64 MB objects)"))
     rows.append(('encoded shards GB (zstd Parquet)', 'shard_gb', f"{i['shard_bytes_per_row']} bytes/row measured on the 200k-row shard folder"))
-    for label, k, src in rows: L.append(f"| {label} | {a[k]:,} | {b[k]:,} | {src} |")
+    num = lambda v: '-' if v is None else f'{v:,}'
+    for label, k, src in rows: L.append(f"| {label} | {num(a[k])} | {num(b[k])} | {src} |")
     pr = i['peak_rss_mb']
     L += ['', f"Memory per stage (measured peak RSS): local prepare {pr['local_prepare']:,.0f} MB (bounded by the chunk, not the data); "
           f"Spark prepare's launching processes {pr['spark_prepare_driver']:,.0f} MB (the JVM's heap is spark.driver.memory, 2 GB here; executors: 16 GB per 4 cores in the descriptor); "
