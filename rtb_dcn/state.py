@@ -24,7 +24,7 @@ from .bidflow import feature_coverage, ImpDecision
 from .run import Run
 
 # %% auto #0
-__all__ = ['log', 'BOOKED', 'EVENTS', 'COUNTS', 'ArmRuntime', 'load_arm', 'online_stats', 'WinOutcome', 'LocalBids',
+__all__ = ['log', 'BOOKED', 'EVENTS', 'COUNTS', 'ArmRuntime', 'arm_scorer', 'load_arm', 'online_stats', 'WinOutcome', 'LocalBids',
            'FileReloadRecord', 'event_layout', 'StoreUpdates', 'make_store', 'make_bids', 'make_reload_record',
            'RouterState']
 
@@ -43,19 +43,24 @@ class ArmRuntime:
     inline_rows: int = 0               # requests of at most this many rows are scored on the event loop (no thread hop)
     @property
     def name(self) -> str: return self.arm.name
-    @property
+    @functools.cached_property
     def spec_fields(self) -> set[str]: return set(self.spec.feature_names) | set(self.spec._dense_in)
+    def score_now(self, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        "(pCTR, feature coverage) scored here, on the calling thread: the inline path (`inline_rows`), nothing awaited."
+        ids, dense = self.spec.encode_records(records)
+        return np.asarray(self.scorer.score(ids, dense), np.float32).reshape(-1), feature_coverage(ids)
     async def score(self, records: list[dict]) -> np.ndarray:
         "pCTR of raw records: encode (the training encoder) + score, off the event loop."
         return (await self.score_covered(records))[0]
     async def score_covered(self, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         "(pCTR, feature coverage) of raw records: one encode, the coverage from its ids (rtb_dcn.bidflow.feature_coverage)."
-        if len(records) <= self.inline_rows:    # on the event loop: no hand-off to a thread, no wake-up of the loop after it
-            ids, dense = self.spec.encode_records(records)
-            return np.asarray(self.scorer.score(ids, dense), np.float32).reshape(-1), feature_coverage(ids)
+        if len(records) <= self.inline_rows: return self.score_now(records)   # on the event loop: no hand-off to a thread, no wake-up after it
         if self.batcher is not None:
             ids, dense = self.spec.encode_records(records)
             return await self.batcher.score(ids, dense), feature_coverage(ids)
+        if hasattr(self.scorer, 'ascore'):      # a remote scorer: its call is awaited on the loop, no thread hop
+            ids, dense = self.spec.encode_records(records)
+            return np.asarray(await self.scorer.ascore(ids, dense), np.float32).reshape(-1), feature_coverage(ids)
         def run():
             ids, dense = self.spec.encode_records(records)
             return np.asarray(self.scorer.score(ids, dense), np.float32).reshape(-1), feature_coverage(ids)
@@ -67,12 +72,22 @@ class ArmRuntime:
             except Exception: pass
 
 # %% ../nbs/14b_state.ipynb #04c79d0c
-def _scorer_options(s: Settings, spec: FeatureSpec) -> dict:
-    if s.scorer == 'onnx': return {'threads': s.scorer_threads}
-    if s.scorer in ('kserve', 'kserve_grpc'):
-        return {'url': s.scorer_url, 'timeout_s': s.scorer_timeout_ms / 1000, 'n_cat': len(spec.cat_fields), 'n_dense': len(spec.dense_fields)}
-    if s.scorer == 'sagemaker': return {'endpoint': s.scorer_url}
+def _scorer_options(s: Settings, spec: FeatureSpec, kind: str | None = None, url: str | None = None) -> dict:
+    "The options of a `kind` scorer (default: settings.scorer) at `url` (default: settings.scorer_url)."
+    kind, url = kind or s.scorer, url or s.scorer_url
+    if kind == 'onnx': return {'threads': s.scorer_threads}
+    if kind in ('kserve', 'kserve_grpc'):
+        return {'url': url, 'timeout_s': s.scorer_timeout_ms / 1000, 'n_cat': len(spec.cat_fields), 'n_dense': len(spec.dense_fields)}
+    if kind == 'sagemaker': return {'endpoint': url}
     return {}
+
+def arm_scorer(arm: Arm, s: Settings) -> tuple[str, str | None]:
+    "(scorer kind, scorer_url) of `arm`: its own `scorer` / `scorer_url`, else the settings'; a remote one without a URL is refused."
+    kind, url = arm.scorer or s.scorer, arm.scorer_url or s.scorer_url
+    if kind in ('kserve', 'kserve_grpc', 'sagemaker') and not url:
+        what = {'kserve': 'base URL', 'kserve_grpc': 'host:port', 'sagemaker': 'endpoint name'}[kind]
+        raise RtbError(f"scorer_url: not set for arm {arm.name!r} (scorer {kind}); expected its {what} (`scorer_url:` in the A/B YAML, or --scorer-url)")
+    return kind, url
 
 def _market_stats(arm: Arm, run: Run) -> MarketStats:
     try: m = run.metrics
@@ -89,7 +104,8 @@ def load_arm(arm: Arm, s: Settings, run: Path | str | None = None, check: bool =
     if run is None: raise RtbError(f"run_dir: not set for arm {arm.name!r}; expected --run artifacts/<run> (or `run:` in the A/B YAML)")
     r = Run(run, s)
     run_dir, spec = r.path, r.spec
-    scorer = r.scorer(s.scorer, **_scorer_options(s, spec))
+    kind, url = arm_scorer(arm, s)
+    scorer = r.scorer(kind, **_scorer_options(s, spec, kind, url))
     stats = _market_stats(arm, r)
     strategy = make_strategy(arm.strategy or s.strategy, arm.param if arm.param is not None else s.strategy_param,
                              stats, seed=s.seed, cap=BidCap.from_settings(s, stats, arm.max_bid))
@@ -99,12 +115,12 @@ def load_arm(arm: Arm, s: Settings, run: Path | str | None = None, check: bool =
         p = np.asarray(scorer.score(*spec.encode_records([empty]))).reshape(-1)
         if p.shape != (1,) or not (0 <= float(p[0]) <= 1): raise RtbError(f"{run_dir}: the model answered {p!r}; expected one pCTR in [0, 1]")
     except Exception as e:
-        if check or s.scorer in ('onnx', 'tf'):
+        if check or kind in ('onnx', 'tf'):
             raise RtbError(f"run: {str(run_dir)!r} cannot score ({type(e).__name__}: {str(e)[:200]}); expected a working exported run") from None
         ready, error = False, f'{type(e).__name__}: {str(e)[:200]}'
     batcher = MicroBatcher(scorer, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms) if s.micro_batching else None
     version = str(spec.extra.get('model_version') or run_dir.name)
-    inline = s.score_inline_rows if s.scorer == 'onnx' else 0   # remote scorers wait on the network: never on the loop
+    inline = s.score_inline_rows if kind == 'onnx' else 0   # remote scorers wait on the network: never on the loop (per arm)
     return ArmRuntime(arm, run_dir, spec, scorer, batcher, strategy, version, ready, error, inline)
 
 # %% ../nbs/14b_state.ipynb #895cd172
@@ -466,9 +482,10 @@ async def follow_reloads(self: RouterState) -> bool:
 
 @patch
 async def run_background(self: RouterState):
-    "Every `reload_poll_s`: expire open bids and follow reloads (the lifespan runs it as a task)."
+    "Every `reload_poll_s`: flush the metrics, expire open bids and follow reloads (the lifespan runs it as a task)."
     while True:
         await asyncio.sleep(self.s.reload_poll_s)
+        self.metrics.flush()           # buffered histogram values (observability.BatchedObserver): other workers' scrapes see them
         for step in (self.bids.expire, self.follow_reloads):
             try: await step()
             except asyncio.CancelledError: raise
