@@ -17,16 +17,19 @@ __all__ = ['MicroBatcher']
 
 # %% ../nbs/10a_microbatch.ipynb #885f27f2
 class MicroBatcher:
-    "Merge concurrent `await score(...)` calls into one scorer call (in a worker thread), like Triton's dynamic batcher."
+    "Merge concurrent `await score(...)` calls into one scorer call (in a worker thread, or awaited), like Triton's dynamic batcher."
     def __init__(self, scorer: Scorer,             # any Scorer (called from worker threads)
                  max_batch: int = 64,              # most rows per scorer call
                  max_wait_ms: float = 2.0,         # longest the oldest queued request waits for company
-                 max_inflight: int = 1):           # scorer calls running at once (worker threads)
-        for k, v, lo in (('max_batch', max_batch, 1), ('max_inflight', max_inflight, 1)):
+                 max_inflight: int = 1,            # scorer calls running at once (worker threads, or awaited calls)
+                 inline_rows: int = 0):            # batches of at most this many rows are scored on the event loop (no thread)
+        for k, v, lo in (('max_batch', max_batch, 1), ('max_inflight', max_inflight, 1), ('inline_rows', inline_rows, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise RtbError(f"{k}: {v!r} is invalid; expected an integer >= {lo}")
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or not 0 <= max_wait_ms < 60_000:
             raise RtbError(f"max_wait_ms: {max_wait_ms!r} is invalid; expected milliseconds in [0, 60000)")
         self.scorer, self.max_batch, self.max_wait_ms, self.max_inflight = scorer, max_batch, float(max_wait_ms), max_inflight
+        self.inline_rows = inline_rows
+        self._ascore = getattr(scorer, 'ascore', None)   # an async scorer (remote, e.g. KServe-v2) is awaited: no thread
         self.n_cat, self.n_dense = getattr(scorer, 'n_cat', None), getattr(scorer, 'n_dense', None)
         self._executor = ThreadPoolExecutor(max_inflight, thread_name_prefix='microbatch')
         self._loop = self._queue = self._task = self._slots = self._carry = None
@@ -85,6 +88,12 @@ def _score_sync(self: MicroBatcher, ids, x):
     except Exception as e: return ScorerError(f"{getattr(self.scorer, 'name', 'scorer')}: {_short(e)}")
 
 @patch
+async def _score_async(self: MicroBatcher, ids, x):
+    try: return await self._ascore(ids, x)
+    except ScorerError as e: return e
+    except Exception as e: return ScorerError(f"{getattr(self.scorer, 'name', 'scorer')}: {_short(e)}")
+
+@patch
 async def _dispatch(self: MicroBatcher, batch):
     try:
         batch = [b for b in batch if not b[2].done()]
@@ -93,7 +102,9 @@ async def _dispatch(self: MicroBatcher, batch):
         x = batch[0][1] if len(batch) == 1 else np.concatenate([b[1] for b in batch])
         c = self._counts
         c['batches'] += 1; c['rows'] += len(ids); c['max_batch_rows'] = max(c['max_batch_rows'], len(ids))
-        out = await self._loop.run_in_executor(self._executor, self._score_sync, ids, x)
+        if self._ascore is not None: out = await self._score_async(ids, x)
+        elif len(ids) <= self.inline_rows: out = self._score_sync(ids, x)   # tens of microseconds: cheaper than a thread hop
+        else: out = await self._loop.run_in_executor(self._executor, self._score_sync, ids, x)
         if not isinstance(out, ScorerError):
             out = np.asarray(out, np.float32).reshape(-1)
             if len(out) != len(ids): out = ScorerError(f"{self.scorer.name}: {len(out)} pctr values for {len(ids)} rows; expected one per row", 'bad_response')

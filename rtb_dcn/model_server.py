@@ -301,6 +301,7 @@ def create_model_server(run_dir,                     # exported run folder (mode
                         threads: int = 1,            # ONNX Runtime intra-op threads
                         max_batch: int = 64,         # micro-batch: most rows per ONNX call
                         max_wait_ms: float = 0.0,    # micro-batch: longest wait for company (0: batch only what queued meanwhile)
+                        inline_rows: int = 16,       # micro-batches of at most this many rows run on the event loop (no thread hop)
                         max_rows: int = 65_536,      # largest request (rows); more -> 400
                         grpc_port: int | None = None,  # also serve KServe v2 gRPC on this port (None: REST only)
                         grpc_host: str = '127.0.0.1'):  # interface of the gRPC server
@@ -311,7 +312,7 @@ def create_model_server(run_dir,                     # exported run folder (mode
     scorer = OnnxScorer(p, threads=threads)
     name = name or (p.name if p.is_dir() else p.stem)
     version = scorer.model_version or '1'
-    batcher = MicroBatcher(scorer, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    batcher = MicroBatcher(scorer, max_batch=max_batch, max_wait_ms=max_wait_ms, inline_rows=inline_rows)
     metrics = ModelServerMetrics()
     score = metrics.timed(batcher.score)            # every protocol (REST, SageMaker, gRPC) scores through it: counted once
 
@@ -408,6 +409,7 @@ def model_server_cli(
     threads: int = 1,             # ONNX Runtime intra-op threads per worker
     max_batch: int = 64,          # micro-batching: most rows per ONNX call
     max_wait_ms: float = 0.0,     # micro-batching: longest wait for company (0: only what queued while the model was busy)
+    inline_rows: int = 16,        # micro-batches of at most this many rows are scored on the event loop (0: always a worker thread)
     grpc_port: int = None,        # also serve the KServe v2 gRPC protocol on this port (on --host)
     log_level: str = 'warning',   # uvicorn log level
 ):
@@ -417,7 +419,7 @@ def model_server_cli(
     if not run: raise RtbError("--run: missing; expected an exported run folder, e.g. --run artifacts/<run>")
     p = Run(run).path
     if isinstance(workers, bool) or workers < 1: raise RtbError(f"--workers: {workers!r} is invalid; expected an integer >= 1")
-    opts = dict(run_dir=str(p), name=name, threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms, grpc_port=grpc_port, grpc_host=host)
+    opts = dict(run_dir=str(p), name=name, threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms, inline_rows=inline_rows, grpc_port=grpc_port, grpc_host=host)
     app = create_model_server(**opts)              # loads (and checks) the model before the port opens
     print(f"model-server: {app.state.model_name} (version {app.state.model_version}) from {p} on http://{host}:{port}/v2 "
           f"with {workers} worker(s), {threads} ORT thread(s), micro-batch {max_batch} rows / {max_wait_ms:g} ms"

@@ -6,7 +6,9 @@ KServe-v2 model server `rtb_dcn.model_server`."""
 
 # %% ../nbs/10_scoring.ipynb #eda9bca6
 from __future__ import annotations
-import inspect, json, os
+import asyncio, inspect, json, os
+from collections import deque
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 import numpy as np
@@ -14,8 +16,8 @@ from .config import RtbError
 
 # %% auto #0
 __all__ = ['SCORER_ERROR_REASONS', 'KSERVE_GRPC_SERVICE', 'KSERVE_GRPC_METHODS', 'SCORER_KINDS', 'ScorerError', 'Scorer',
-           'as_batch', 'OnnxScorer', 'TfScorer', 'kserve_request', 'kserve_pctr', 'KServeScorer', 'kserve_v2_messages',
-           'kserve_grpc_pctr', 'KServeGrpcScorer', 'SageMakerScorer', 'make_scorer']
+           'as_batch', 'OnnxScorer', 'TfScorer', 'kserve_request', 'kserve_pctr', 'Http1Pool', 'KServeScorer',
+           'kserve_v2_messages', 'kserve_grpc_pctr', 'KServeGrpcScorer', 'SageMakerScorer', 'make_scorer']
 
 # %% ../nbs/10_scoring.ipynb #4df2d212
 class ScorerError(RtbError):
@@ -171,6 +173,97 @@ def kserve_pctr(body, n: int, where: str = 'response') -> np.ndarray:
     if len(p) != n: raise ScorerError(f"{where}: {len(p)} pctr values; expected {n} (one per row)", 'bad_response')
     return p
 
+# %% ../nbs/10_scoring.ipynb #43a35fcc
+def _close_on_loop(loop, obj, method: str):
+    "Call the coroutine `obj.method()` on `loop` (the loop an async client was made on), if that loop still runs."
+    if loop.is_closed(): return
+    try: running = asyncio.get_running_loop()
+    except RuntimeError: running = None
+    if running is loop: loop.create_task(getattr(obj, method)())
+    elif loop.is_running(): asyncio.run_coroutine_threadsafe(getattr(obj, method)(), loop)
+    else: loop.run_until_complete(getattr(obj, method)())
+
+class _Http1Conn(asyncio.Protocol):
+    "One keep-alive HTTP/1.1 connection of an `Http1Pool`: one request at a time, the answer parsed by httptools."
+    def __init__(self, pool):
+        import httptools
+        self.pool, self.transport, self.fut, self.chunks, self.usable = pool, None, None, [], True
+        self.answered, self.heard = 0, False        # answers so far; whether any byte of the current one came
+        self.parser, self._perr = httptools.HttpResponseParser(self), httptools.HttpParserError
+    def connection_made(self, transport): self.transport = transport
+    def data_received(self, data):
+        self.heard = True
+        try: self.parser.feed_data(data)
+        except self._perr as e: self._fail(ConnectionError(f'malformed HTTP answer ({e})'))
+    def on_body(self, b: bytes): self.chunks.append(b)
+    def on_message_complete(self):
+        fut, self.fut, body, self.chunks = self.fut, None, b''.join(self.chunks), []
+        self.answered += 1
+        if not self.parser.should_keep_alive(): self.close()
+        if fut is not None and not fut.done(): fut.set_result((self.parser.get_status_code(), body))
+        elif fut is None: self.close()                # an answer nobody asked for: the connection is out of step
+    def connection_lost(self, exc): self._fail(exc or ConnectionResetError('the server closed the connection'))
+    def _fail(self, e: BaseException):
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done(): fut.set_exception(e)
+        self.close()
+    def close(self):
+        if self.usable: self.usable = False; self.pool._closed(self)
+        if self.transport is not None: self.transport.close()
+
+class Http1Pool:
+    "Keep-alive HTTP/1.1 POSTs to one server from the running event loop, at most `max_connections` at once."
+    def __init__(self, url: str, max_connections: int = 16, headers: dict | None = None):
+        u = urlsplit(url)
+        if u.scheme not in ('http', 'https') or not u.hostname: raise RtbError(f"url: {url!r} is invalid; expected http(s)://host[:port]")
+        self.host, self.port, self.ssl = u.hostname, u.port or (443 if u.scheme == 'https' else 80), u.scheme == 'https'
+        self.max_connections, self.open = max_connections, 0
+        extra = ''.join(f'{k}: {v}\r\n' for k, v in (headers or {}).items())
+        self._head = f'host: {u.netloc}\r\n{extra}'.encode()
+        self._idle: list[_Http1Conn] = []
+        self._waiters: deque = deque()
+    async def _acquire(self) -> _Http1Conn:
+        while True:
+            while self._idle:
+                c = self._idle.pop()
+                if c.usable: return c
+            if self.open < self.max_connections: break
+            fut = asyncio.get_running_loop().create_future(); self._waiters.append(fut)
+            c = await fut                               # a connection coming back, or None when one closed: look again
+            if c is not None: return c
+        self.open += 1
+        try: _, c = await asyncio.get_running_loop().create_connection(lambda: _Http1Conn(self), self.host, self.port, ssl=self.ssl or None)
+        except BaseException: self.open -= 1; self._wake(None); raise
+        return c
+    def _wake(self, c) -> bool:
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.done(): w.set_result(c); return True
+        return False
+    def _release(self, c: _Http1Conn):
+        if c.usable and not self._wake(c): self._idle.append(c)
+    def _closed(self, c: _Http1Conn):
+        self.open -= 1; self._wake(None)
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        "(status, body) of `POST path`; OSError/ConnectionError when the connection fails (wrap in asyncio.timeout for a deadline)."
+        msg = b'POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s' % (path.encode(), self._head, len(body), body)
+        for attempt in (0, 1):
+            c = await self._acquire()
+            c.fut, c.heard = asyncio.get_running_loop().create_future(), False
+            c.transport.write(msg)
+            try: out = await c.fut
+            except ConnectionError:
+                # a kept-alive connection the server closed while idle (its keep-alive timeout) fails before any byte of
+                # the answer: the request never ran, so it goes once more, on a new connection (as browsers and urllib3 do)
+                if attempt == 0 and c.answered and not c.heard: continue
+                raise
+            except BaseException: c.close(); raise     # timed out, cancelled or failed: its answer could still come
+            self._release(c)
+            return out
+    def close(self):
+        for c in self._idle: c.close()
+        self._idle = []
+
 # %% ../nbs/10_scoring.ipynb #f463f30e
 class KServeScorer:
     "pCTR from a remote KServe-v2 server (Triton, KServe, `rtb-dcn model-server`) over HTTP/JSON with keep-alive."
@@ -193,6 +286,8 @@ class KServeScorer:
         self.client = httpx.Client(timeout=httpx.Timeout(self.timeout_s),
                                    limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
                                    headers={'content-type': 'application/json'})
+        self.max_connections, self._aio = max_connections, None   # (event loop, Http1Pool) of `ascore`
+        self._infer_path = urlsplit(self.infer_url).path   # what `ascore` posts to
 
     def _fail(self, e: Exception) -> ScorerError:
         httpx = self._httpx
@@ -206,12 +301,29 @@ class KServeScorer:
         body = json.dumps(kserve_request(ids, x))
         try: r = self.client.post(self.infer_url, content=body)
         except self._httpx.HTTPError as e: raise self._fail(e) from None
-        if r.status_code != 200:
-            try: msg = r.json().get('error', r.text)
-            except ValueError: msg = r.text
-            reason = 'bad_request' if 400 <= r.status_code < 500 else 'unavailable'
-            raise ScorerError(f"kserve {self.infer_url}: HTTP {r.status_code}: {' '.join(str(msg).split())[:300]}", reason)
+        if r.status_code != 200: raise self._http_error(r.status_code, r.content)
         return kserve_pctr(r.content, len(ids), f"kserve {self.infer_url}")
+
+    def _http_error(self, status: int, content: bytes) -> ScorerError:
+        try: msg = json.loads(content).get('error', content.decode(errors='replace'))
+        except (ValueError, AttributeError): msg = content.decode(errors='replace')
+        reason = 'bad_request' if 400 <= status < 500 else 'unavailable'
+        return ScorerError(f"kserve {self.infer_url}: HTTP {status}: {' '.join(str(msg).split())[:300]}", reason)
+
+    async def ascore(self, cat_ids, dense) -> np.ndarray:
+        "`score` awaited on the running event loop (`Http1Pool`, keep-alive): no worker thread, no wake-up hand-off."
+        ids, x = as_batch(cat_ids, dense, self.n_cat, self.n_dense)
+        body = json.dumps(kserve_request(ids, x)).encode()
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio[0] is not loop:
+            self._aio = (loop, Http1Pool(self.url, self.max_connections, {'content-type': 'application/json'}))
+        try:
+            async with asyncio.timeout(self.timeout_s): status, content = await self._aio[1].post(self._infer_path, body)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ScorerError(f"kserve {self.infer_url}: no answer within {self.timeout_s:g}s (TimeoutError)", 'timeout') from None
+        except OSError as e: raise ScorerError(f"kserve {self.infer_url}: {_short(e)}", 'unavailable') from None
+        if status != 200: raise self._http_error(status, content)
+        return kserve_pctr(content, len(ids), f"kserve {self.infer_url}")
 
     def ready(self) -> bool:
         "Whether the server says the model is ready (False on any error)."
@@ -225,7 +337,15 @@ class KServeScorer:
         if r.status_code != 200: raise ScorerError(f"kserve {self.url}/v2/models/{self.model}: HTTP {r.status_code}: {r.text[:200]}", 'unavailable')
         return r.json()
 
-    def close(self): self.client.close()
+    def close(self):
+        self.client.close()
+        if self._aio is not None:                 # the pool's connections live on the loop they were made on
+            (loop, pool), self._aio = self._aio, None
+            if loop.is_closed(): return             # its transports went with it
+            try: running = asyncio.get_running_loop()
+            except RuntimeError: running = None
+            if running is loop or not loop.is_running(): pool.close()
+            else: loop.call_soon_threadsafe(pool.close)
     def __repr__(self): return f"KServeScorer({self.url!r}, {self.model!r}, timeout_s={self.timeout_s:g})"
 
 # %% ../nbs/10_scoring.ipynb #8220fa7a
@@ -311,6 +431,7 @@ class KServeGrpcScorer:
         self._infer = call('ModelInfer', 'ModelInferRequest', 'ModelInferResponse')
         self._ready = call('ModelReady', 'ModelReadyRequest', 'ModelReadyResponse')
         self._meta = call('ModelMetadata', 'ModelMetadataRequest', 'ModelMetadataResponse')
+        self._aio = None                            # (event loop, grpc.aio channel, ModelInfer stub) of `ascore`
         self.where = f"kserve-grpc {self.target}/{model}"
 
     def _fail(self, e) -> ScorerError:
@@ -321,20 +442,37 @@ class KServeGrpcScorer:
         what = f"no answer within {self.timeout_s:g}s" if reason == 'timeout' else ' '.join(str(e.details() if hasattr(e, 'details') else e).split())[:300]
         return ScorerError(f"{self.where}: {getattr(code, 'name', 'ERROR')}: {what}", reason)
 
-    def score(self, cat_ids, dense) -> np.ndarray:
-        "float32 pCTR [n]; ScorerError on any failure or timeout."
+    def _request(self, cat_ids, dense):
         ids, x = as_batch(cat_ids, dense, self.n_cat, self.n_dense)
         if not np.isfinite(x).all():
             raise ScorerError("dense: NaN or infinite values; expected finite numbers (the FeatureSpec fills missing values)", 'bad_request')
         pb = self.pb
-        req = pb['ModelInferRequest'](model_name=self.model, model_version=self.version,
-                                      inputs=[pb['InferInputTensor'](name='cat_ids', datatype='INT64', shape=ids.shape),
-                                              pb['InferInputTensor'](name='dense', datatype='FP32', shape=x.shape)],
-                                      outputs=[pb['InferRequestedOutputTensor'](name='pctr')],
-                                      raw_input_contents=[ids.astype('<i8').tobytes(), x.astype('<f4').tobytes()])
+        return len(ids), pb['ModelInferRequest'](
+            model_name=self.model, model_version=self.version,
+            inputs=[pb['InferInputTensor'](name='cat_ids', datatype='INT64', shape=ids.shape),
+                    pb['InferInputTensor'](name='dense', datatype='FP32', shape=x.shape)],
+            outputs=[pb['InferRequestedOutputTensor'](name='pctr')],
+            raw_input_contents=[ids.astype('<i8').tobytes(), x.astype('<f4').tobytes()])
+
+    def score(self, cat_ids, dense) -> np.ndarray:
+        "float32 pCTR [n]; ScorerError on any failure or timeout."
+        n, req = self._request(cat_ids, dense)
         try: resp = self._infer(req, timeout=self.timeout_s)
         except self._grpc.RpcError as e: raise self._fail(e) from None
-        return kserve_grpc_pctr(resp, len(ids), self.where)
+        return kserve_grpc_pctr(resp, n, self.where)
+
+    async def ascore(self, cat_ids, dense) -> np.ndarray:
+        "`score` awaited on the running event loop (grpc.aio): no worker thread, no wake-up hand-off."
+        n, req = self._request(cat_ids, dense)
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio[0] is not loop:
+            ch = self._grpc.aio.insecure_channel(self.target, options=[('grpc.max_receive_message_length', 64 << 20)])
+            stub = ch.unary_unary(f'/{KSERVE_GRPC_SERVICE}/ModelInfer', request_serializer=self.pb['ModelInferRequest'].SerializeToString,
+                                  response_deserializer=self.pb['ModelInferResponse'].FromString)
+            self._aio = (loop, ch, stub)
+        try: resp = await self._aio[2](req, timeout=self.timeout_s)
+        except self._grpc.RpcError as e: raise self._fail(e) from None
+        return kserve_grpc_pctr(resp, n, self.where)
 
     def ready(self) -> bool:
         "Whether the server says the model is ready (False on any error)."
@@ -350,7 +488,9 @@ class KServeGrpcScorer:
         for t in d.get('inputs', []) + d.get('outputs', []): t['shape'] = [int(v) for v in t.get('shape', [])]
         return d
 
-    def close(self): self.channel.close()
+    def close(self):
+        self.channel.close()
+        if self._aio is not None: _close_on_loop(self._aio[0], self._aio[1], 'close'); self._aio = None
     def __repr__(self): return f"KServeGrpcScorer({self.target!r}, {self.model!r}, timeout_s={self.timeout_s:g})"
 
 # %% ../nbs/10_scoring.ipynb #062a9897
