@@ -5,6 +5,7 @@
 # %% ../nbs/14c_observability.ipynb #66778dbd
 from __future__ import annotations
 import hashlib, ipaddress, json, logging, os, sys, threading
+import numpy as np
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -15,7 +16,7 @@ from pydantic_core import to_json
 
 # %% auto #0
 __all__ = ['request_id_var', 'PERSONAL_FIELDS', 'ONLINE_GAUGES', 'JsonFormatter', 'setup_logging', 'truncate_ip', 'strip_url',
-           'salted_hash', 'Redactor', 'BidLog', 'Metrics']
+           'salted_hash', 'Redactor', 'BidLog', 'BatchedObserver', 'Metrics']
 
 # %% ../nbs/14c_observability.ipynb #594b8861
 request_id_var: ContextVar[str] = ContextVar('rtb_request_id', default='-')
@@ -150,6 +151,25 @@ class BidLog:
         self._stop.set(); self._thread.join(); self.handler.close()
 
 
+# %% ../nbs/14c_observability.ipynb #995a405c
+class BatchedObserver:
+    "`observe(v)` of a prometheus_client histogram child, buffered and folded in `every` values at a time (and on `flush()`)."
+    __slots__ = ('child', 'bounds', 'every', 'buf')
+    def __init__(self, child, every: int = 64):
+        self.child, self.every, self.buf = child, every, []
+        self.bounds = np.asarray(child._upper_bounds, float)     # the last one is +Inf
+    def observe(self, v: float):
+        b = self.buf
+        b.append(v)
+        if len(b) >= self.every: self.flush()
+    def flush(self):
+        b, self.buf = self.buf, []
+        if not b: return
+        a = np.asarray(b, float)
+        counts = np.bincount(np.searchsorted(self.bounds, a, side='left'), minlength=len(self.bounds))   # bucket: first bound >= v
+        for k in np.flatnonzero(counts): self.child._buckets[k].inc(int(counts[k]))
+        self.child._sum.inc(float(a.sum()))
+
 # %% ../nbs/14c_observability.ipynb #3cfe9356
 _LAT = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02,
         0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
@@ -196,14 +216,16 @@ class Metrics:
                      (('budget', 'Pacing budget of the campaign per pacing window (currency units)'),
                       ('spent', 'Spend of the campaign in the current pacing window (currency units)'))}
         # the hot path's children, bound once (`.labels()` takes a lock and a dict lookup per call)
-        self.stages = {k: self.stage.labels(k) for k in ('parse', 'features', 'score', 'bid', 'total')}
+        self._batched: list[BatchedObserver] = []
+        self.stages = {k: self.batched(self.stage.labels(k)) for k in ('parse', 'features', 'score', 'bid', 'total')}
         self._arms: dict[str, tuple] = {}
         self._children: dict[tuple, Any] = {}
 
     def arm(self, name: str) -> tuple:
         "(requests, pctr, price, bids) children of arm `name`."
         c = self._arms.get(name)
-        if c is None: c = self._arms[name] = (self.requests.labels(name), self.pctr.labels(name), self.price.labels(name), self.bids.labels(name))
+        if c is None: c = self._arms[name] = (self.requests.labels(name), self.batched(self.pctr.labels(name)),
+                                              self.batched(self.price.labels(name)), self.bids.labels(name))
         return c
 
     def child(self, metric, *labels):
@@ -224,8 +246,17 @@ class Metrics:
         for k, g in self.plan.items():
             if plan.get(k) is not None: self.child(g, campaign).set(plan[k])
 
+    def batched(self, child) -> BatchedObserver:
+        "A `BatchedObserver` of the histogram `child`, flushed by `flush()` (before every render; the router: every second)."
+        b = BatchedObserver(child); self._batched.append(b); return b
+
+    def flush(self):
+        "Fold every buffered observation into its histogram."
+        for b in self._batched: b.flush()
+
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import generate_latest, CONTENT_TYPE_LATEST, CollectorRegistry
+        self.flush()
         reg = self.registry
         if self.multiproc:
             from prometheus_client import multiprocess
