@@ -109,12 +109,18 @@ class Redactor:
 # %% ../nbs/14c_observability.ipynb #6682d64b
 _log = logging.getLogger('rtb_dcn.bidlog')
 
+class _BidLogFile(RotatingFileHandler):
+    "A RotatingFileHandler only its BidLog closes: `logging.shutdown` and `dictConfig` (uvicorn's log set-up) close every handler."
+    owner_closing = False
+    def close(self):
+        if self.owner_closing: super().close()
+
 class BidLog:
     "JSONL bid log, redacted and written off the event loop in batches (every `flush_s` seconds), rotated at `max_bytes` keeping `backups` files."
     def __init__(self, path, max_bytes: int = 50_000_000, backups: int = 5, redact: Callable[[dict], dict] | None = Redactor(),
                  flush_s: float = 0.05):
         self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handler = RotatingFileHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding='utf-8')   # its files and rotation
+        self.handler = _BidLogFile(self.path, maxBytes=max_bytes, backupCount=backups, encoding='utf-8')   # its files and rotation
         self.redact, self.max_bytes, self.flush_s = redact, max_bytes, flush_s
         self.pending: deque = deque()          # entries not yet written: appended on the event loop, taken by the writer
         self.failed, self._bad = 0, 0           # entries that could not be encoded or written (logged: once a batch)
@@ -148,7 +154,8 @@ class BidLog:
             self.failed += len(out); _log.warning('bid log: cannot write %s (%s: %s)', self.path, type(e).__name__, str(e)[:200])
     def close(self):
         "Write what is queued, stop the writer, close the file."
-        self._stop.set(); self._thread.join(); self.handler.close()
+        self._stop.set(); self._thread.join()
+        self.handler.owner_closing = True; self.handler.close()
 
 
 # %% ../nbs/14c_observability.ipynb #995a405c
