@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from rtb_dcn.config import RtbError
 from rtb_dcn.run import Run
-from rtb_dcn.servers import Server, router_server, model_server, bare_server, redis_server   # subprocesses on 127.0.0.1, health-checked
+from rtb_dcn.servers import Server, router_server, model_server, bare_server, redis_server, free_port   # subprocesses on 127.0.0.1, health-checked
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -278,6 +278,7 @@ VARIANTS = {
     'handoff2': (2, 'in-process ORT handed to the micro-batcher thread, state per process', {'per_worker_state': True, 'score_inline_rows': 0}),
     'redis2': (2, 'in-process ORT on the event loop, state in Redis shared by both workers', {'state': 'redis'}),
     'kserve': (1, 'ONNX Runtime in a separate `rtb-dcn model-server`, called over KServe-v2 REST (CPU of both counted)', {'scorer': 'kserve'}),
+    'kgrpc': (1, 'ONNX Runtime in a separate `rtb-dcn model-server`, called over KServe-v2 gRPC (CPU of both counted)', {'scorer': 'kserve_grpc'}),
 }
 
 
@@ -351,6 +352,9 @@ def main():
             ms = None
             if flags.get('scorer') == 'kserve':
                 ms = model_server(run, log=tmp, cwd=ROOT).start(); flags = {**flags, 'scorer_url': ms.url}
+            elif flags.get('scorer') == 'kserve_grpc':
+                gport = free_port()
+                ms = model_server(run, log=tmp, cwd=ROOT, grpc_port=gport).start(); flags = {**flags, 'scorer_url': f'127.0.0.1:{gport}'}
             try: return router(name, run, tmp, features, workers=w, **flags), ms
             except BaseException:
                 if ms is not None: ms.stop()
@@ -435,6 +439,8 @@ def main():
             res['backends']['tf (in-process SavedModel)'] = summary(rows)
         if 'router_kserve' in res:
             res['backends']['kserve (remote rtb-dcn model-server over HTTP)'] = {**res['router_kserve'], 'note': 'server CPU counts router + model server'}
+        if 'router_kgrpc' in res:
+            res['backends']['kserve_grpc (remote rtb-dcn model-server over gRPC)'] = {**res['router_kgrpc'], 'note': 'server CPU counts router + model server'}
     finally:
         res['load_avg_at_end'] = [round(x, 2) for x in os.getloadavg()]
         res['seconds'] = round(time.time() - t_start, 1)
