@@ -123,3 +123,9 @@ def test_s3_in_and_out_like_local(samples, tmp_path, moto_url):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
         "rtb-dcn prepare: error: data: s3://rtb-raw/nothing/*.gz names no S3 object with data; expected a key, a prefix/ "
         "or a glob (s3://bucket/prefix/*.gz)")
+
+
+def test_s3_paths_need_the_spark_engine(tmp_path):
+    r = run_cli("prepare", "s3://rtb-raw/criteo/day_0.gz", "--out", tmp_path / "s", "--engine", "local")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        "rtb-dcn prepare: error: engine: 'local' reads and writes local files; expected --engine spark for s3:// paths")
