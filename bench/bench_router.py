@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_router.py                 # the full run (~5-8 minutes on 2 cores)
     .venv/bin/python bench/bench_router.py --step-s 2 --qps 100,400 --only bare,ort,handoff,redis   # a smoke run
-    .venv/bin/python bench/bench_router.py --repeat 3 --step-s 4 --qps 400,800,1200,1600,2400 --only bare,ort,redis,kserve,bare2,ort2,redis2
+    .venv/bin/python bench/bench_router.py --repeat 3 --step-s 4 --qps 400,800,1200,1600,2400 --only bare,ort,redis,kserve,kgrpc,bare2,ort2,redis2
                                                            # the goals' three interleaved repetitions (medians)
 
 Each router variant (VARIANTS: the defaults, every request handed to a thread, state in Redis, ONNX Runtime behind a
@@ -187,7 +187,7 @@ def _summary(lat, status, wall, offered=None) -> dict:
 
 def run_step(srv: Server, bodies, *, qps=None, concurrency=None, duration=5.0, max_conn=256, timeout=2.0, extra_cpu=()) -> dict:
     "One load step against `srv`: open loop at `qps`, or closed loop with `concurrency` workers."
-    before = scrape(srv.url); cpu0 = srv.cpu_s() + sum(p.cpu_s() for p in extra_cpu); c0 = time.process_time(); w0 = time.time()
+    before = scrape(srv.url); r0 = srv.cpu_s(); cpu0 = r0 + sum(p.cpu_s() for p in extra_cpu); c0 = time.process_time(); w0 = time.time()
     if qps: lat, status, wall = asyncio.run(_open_loop(srv.port, bodies, qps, duration, max_conn, timeout))
     else: lat, status, wall = asyncio.run(_closed_loop(srv.port, bodies, concurrency, duration, timeout))
     elapsed = time.time() - w0
@@ -204,9 +204,10 @@ def run_step(srv: Server, bodies, *, qps=None, concurrency=None, duration=5.0, m
     if nb: d['no_bid_reasons'] = nb
     d['late_tmax'] = nb.get('tmax', 0)
     d['server_errors_counted'] = int(after['errors'] - before['errors'])
-    cpu_s = srv.cpu_s() + sum(p.cpu_s() for p in extra_cpu) - cpu0
+    r1 = srv.cpu_s(); cpu_s = r1 + sum(p.cpu_s() for p in extra_cpu) - cpu0
     d['server_cpu_pct'] = round(100 * cpu_s / elapsed, 1)
     d['cpu_us_per_request'] = round(cpu_s / max(len(status), 1) * 1e6, 1)   # service demand: server CPU per answered request
+    if extra_cpu: d['router_cpu_us_per_request'] = round((r1 - r0) / max(len(status), 1) * 1e6, 1)   # the router alone (remote scorers)
     b0, b1 = before['buckets'], after['buckets']
     n_all = b1.get(float('inf'), 0) - b0.get(float('inf'), 0)
     if n_all > 0 and 0.01 in b1: d['server_over_10ms_pct'] = round(100 * (1 - (b1[0.01] - b0.get(0.01, 0)) / n_all), 3)
@@ -299,9 +300,15 @@ def vs_bare(rows: list[dict], bare_rows: list[dict], r: dict, b: dict) -> dict:
     cpu = {q: round(next(x for x in rows if x['qps'] == q)['cpu_us_per_request'] / next(x for x in bare_rows if x['qps'] == q)['cpu_us_per_request'], 2)
            for q in common}
     ratio = lambda k: None if not (r.get(k) and b.get(k)) else round(r[k] / b[k], 3)
-    return {'max_qps_client_p99_10ms': ratio('max_qps_client_p99_10ms'), 'max_served_per_s': ratio('max_served_per_s'),
-            'cpu_per_request_by_qps': cpu, 'cpu_per_request_median': round(float(np.median(list(cpu.values()))), 3) if cpu else None,
-            'goals': {'max_qps_client_p99_10ms': '>= 0.5', 'cpu_per_request': '<= 2'}}
+    out = {'max_qps_client_p99_10ms': ratio('max_qps_client_p99_10ms'), 'max_served_per_s': ratio('max_served_per_s'),
+           'cpu_per_request_by_qps': cpu, 'cpu_per_request_median': round(float(np.median(list(cpu.values()))), 3) if cpu else None,
+           'goals': {'max_qps_client_p99_10ms': '>= 0.5', 'cpu_per_request': '<= 2'}}
+    if any('router_cpu_us_per_request' in x for x in rows):   # a remote scorer: the router's own CPU, without the model server's
+        rc = {q: round(next(x for x in rows if x['qps'] == q)['router_cpu_us_per_request'] / next(x for x in bare_rows if x['qps'] == q)['cpu_us_per_request'], 2)
+              for q in common if next(x for x in rows if x['qps'] == q).get('router_cpu_us_per_request')}
+        out['router_only_cpu_per_request_by_qps'] = rc
+        out['router_only_cpu_per_request_median'] = round(float(np.median(list(rc.values()))), 3) if rc else None
+    return out
 
 
 def main():
