@@ -275,6 +275,7 @@ def main():
     ap.add_argument('--rows', type=int, default=200_000, help='train_from_file: rows of the benchmark file (--nrows)')
     ap.add_argument('--epochs', type=int, default=3, help='train_from_file: --epochs')
     ap.add_argument('--encode-rows', default='1000000,5000000', help='encode: comma-separated row counts (FULL=1 adds 20000000)')
+    ap.add_argument('--add', action='store_true', help='encode: add these sizes to the recorded scale_encode.json instead of replacing it')
     ap.add_argument('--train-rows', type=int, default=200_000, help='workers: rows of the shard folder trained on')
     ap.add_argument('--child-prepare', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -285,6 +286,11 @@ def main():
     if 'encode' in only:
         rows = [int(r) for r in a.encode_rows.split(',')] + ([20_000_000] if os.environ.get('FULL') == '1' else [])
         out['encode'] = encode(rows)
+        if a.add and (OUT / 'scale_encode.json').exists():   # keep the recorded runs of other sizes (each keeps its own load figure)
+            old = json.loads((OUT / 'scale_encode.json').read_text())
+            out['encode']['results'] = [r for r in old['results'] if r['rows'] not in rows] + out['encode']['results']
+            out['encode']['results'].sort(key=lambda r: (r['rows'], r['engine'], r['master'] or ''))
+            out['encode']['commands'] = [*old.get('commands', [old.get('command')]), command()]
         write_json('scale_encode.json', dict(**out['encode'], command=command(), machine=machine()))
     if 'workers' in only:
         out['workers'] = workers(a.train_rows)
