@@ -221,6 +221,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'rtb_dcn.ensembles._logloss': ('ensembles.html#_logloss', 'rtb_dcn/ensembles.py'),
                                    'rtb_dcn.ensembles._member_copy': ('ensembles.html#_member_copy', 'rtb_dcn/ensembles.py'),
                                    'rtb_dcn.ensembles.build_ensemble': ('ensembles.html#build_ensemble', 'rtb_dcn/ensembles.py'),
+                                   'rtb_dcn.ensembles.ensemble_cli': ('ensembles.html#ensemble_cli', 'rtb_dcn/ensembles.py'),
                                    'rtb_dcn.ensembles.ensemble_runs': ('ensembles.html#ensemble_runs', 'rtb_dcn/ensembles.py'),
                                    'rtb_dcn.ensembles.fit_ensemble': ('ensembles.html#fit_ensemble', 'rtb_dcn/ensembles.py'),
                                    'rtb_dcn.ensembles.fit_learned': ('ensembles.html#fit_learned', 'rtb_dcn/ensembles.py'),

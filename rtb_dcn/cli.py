@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     'prepare':      ('rtb_dcn.shards',  'prepare_cli',      'fit the feature spec and write a log, encoded, as Parquet shards (--engine local|spark)'),
     'train':        ('rtb_dcn.train',   'train_cli',        'train a DCN/LR/DNN on a log -> artifacts/<run>/ with metrics.json'),
     'tune':         ('rtb_dcn.tune',    'tune_cli',         'search the hyper-parameters of an experiment with Optuna within a time budget -> best.yaml, trials.csv'),
+    'ensemble':     ('rtb_dcn.ensembles', 'ensemble_cli',   'fuse trained runs (e.g. LR + DCN) into one run folder, fitted on the validation rows; export it like any run'),
     'export':       ('rtb_dcn.export',  'export_cli',       'SavedModel + ONNX (tf2onnx) of a run, with a parity report'),
     'inspect-model': ('rtb_dcn.export', 'inspect_model_cli', "a SavedModel's / ONNX file's inputs, outputs and opset"),
     'evaluate':     ('rtb_dcn.evaluate', 'evaluate_cli',    "score a log through a run's ONNX model: auc, logloss, NE, calibration"),

@@ -7,6 +7,7 @@ same two inputs: mean, weights fitted on validation logloss, or a learned logist
 from __future__ import annotations
 from typing import Sequence
 import numpy as np
+from fastcore.script import call_parse
 import keras
 from keras import ops
 from .layers import _check_choice
@@ -14,7 +15,7 @@ import rtb_dcn.layers  # registers the custom layers members are made of
 
 # %% auto #0
 __all__ = ['FUSIONS', 'EPS', 'member_predictions', 'fuse', 'fit_weights', 'fit_learned', 'ProbLogit', 'build_ensemble',
-           'fit_ensemble', 'ensemble_runs']
+           'fit_ensemble', 'ensemble_runs', 'ensemble_cli']
 
 # %% ../nbs/04a_ensembles.ipynb #3e4e5d08
 FUSIONS = ('mean', 'weighted', 'learned')
@@ -226,4 +227,44 @@ def ensemble_runs(run_dirs: Sequence,            # run folders from `rtb-dcn tra
     (out / 'ensemble.json').write_text(json.dumps({**info, 'runs': [str(r.path) for r in runs], 'config_hashes': hashes}, indent=1) + '\n')
     m = dict(split='test', **ctr_metrics(test['label'], p), ensemble=info, config_hash=spec.extra['config_hash'], data=str(data))
     (out / 'metrics.json').write_text(json.dumps(m, indent=1) + '\n')
+    return m
+
+# %% ../nbs/04a_ensembles.ipynb #2aa1e9ad
+@call_parse
+def ensemble_cli(
+    runs: str,                 # comma-separated run folders (artifacts/<run> or <run>) trained on one log, split and encoder
+    data: str = None,          # the log they were trained on (default: the one their metrics.json records)
+    fusion: str = 'learned',   # mean | weighted | learned
+    run: str = None,           # the ensemble's run folder name under artifacts/ (default: ensemble_<member>_<member>...)
+    nrows: int = None,         # the rows the members were trained on (default: what their metrics.json records)
+):
+    "Fuse trained runs into one run folder (model.keras, input_spec.json, metrics.json, ensemble.json) ready for `rtb-dcn export`."
+    import json
+    from pathlib import Path
+    from rtb_dcn.config import RtbError, load_settings
+    from rtb_dcn.run import resolve_run
+    names = [r.strip() for r in str(runs).split(',') if r.strip()]
+    if len(names) < 2: raise RtbError(f"runs: {runs!r} names {len(names)} run(s); expected two or more, comma-separated, e.g. LR_default,DCN_default")
+    if fusion not in FUSIONS: raise RtbError(f"fusion: {fusion!r} is not a fusion; expected one of {', '.join(FUSIONS)}")
+    s = load_settings()
+    dirs = [resolve_run(n, s) for n in names]
+    rec = []
+    for d in dirs:
+        f = d / 'metrics.json'
+        try: rec.append(json.loads(f.read_text()))
+        except FileNotFoundError: raise RtbError(f"runs: {str(d)!r} has no metrics.json; expected a run folder written by `rtb-dcn train`") from None
+        except json.JSONDecodeError as e: raise RtbError(f"{f}: not valid JSON ({e.msg}); expected the metrics `rtb-dcn train` writes") from None
+    for key, given in (('data', data), ('nrows', nrows)):
+        if given is None and len({str(m.get(key)) for m in rec}) > 1:
+            raise RtbError(f"runs: their metrics.json record different {key} ({', '.join(f'{n}: {m.get(key)}' for n, m in zip(names, rec))}); "
+                           f"expected members trained on one log (or pass --{key})")
+    data = data or rec[0].get('data')
+    if not data: raise RtbError(f"data: missing and not recorded in {dirs[0] / 'metrics.json'}; expected --data FILE (the log the runs were trained on)")
+    if not Path(data).exists(): raise RtbError(f"data: {str(data)!r} does not exist; expected the log the runs were trained on")
+    nrows = nrows if nrows is not None else rec[0].get('nrows')
+    out = Path(run).expanduser() if run and Path(run).expanduser().is_absolute() else s.artifacts_dir / (run or 'ensemble_' + '_'.join(d.name for d in dirs))
+    m = ensemble_runs(dirs, data, out, fusion=fusion, nrows=nrows)
+    members = ', '.join(f"{d.name} {r['logloss']:.5f}" for d, r in zip(dirs, rec) if 'logloss' in r)
+    print(f"ensemble: {fusion} fusion of {len(dirs)} runs on {m['rows']:,} test rows: logloss {m['logloss']:.5f}, AUC {m['auc']:.4f} "
+          f"(members: {members}) -> {out}; next: rtb-dcn export --run {out}")
     return m
