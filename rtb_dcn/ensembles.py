@@ -15,7 +15,7 @@ import rtb_dcn.layers  # registers the custom layers members are made of
 
 # %% auto #0
 __all__ = ['FUSIONS', 'EPS', 'member_predictions', 'fuse', 'fit_weights', 'fit_learned', 'ProbLogit', 'build_ensemble',
-           'fit_ensemble', 'ensemble_runs', 'ensemble_cli']
+           'fit_ensemble', 'PiecewiseLinear', 'isotonic_model', 'ensemble_runs', 'ensemble_cli']
 
 # %% ../nbs/04a_ensembles.ipynb #3e4e5d08
 FUSIONS = ('mean', 'weighted', 'learned')
@@ -189,6 +189,38 @@ def fit_ensemble(members: Sequence[keras.Model],  # trained models sharing the i
     info.update({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in kw.items()})
     info['val_logloss'] = {'members': [_logloss(y, P[:, i]) for i in range(P.shape[1])], 'ensemble': _logloss(y, fuse(P, fusion, **kw))}
     return build_ensemble(members, fusion, name=name, **kw), info
+
+# %% ../nbs/04a_ensembles.ipynb #7e804841
+@keras.saving.register_keras_serializable(package='rtb_dcn')
+class PiecewiseLinear(keras.layers.Layer):
+    "The piecewise-linear map through knots (`x` strictly increasing, `y`) of its input, the end values outside; [batch, 1] -> [batch, 1]."
+    def __init__(self, x: Sequence[float], y: Sequence[float], **kwargs):
+        super().__init__(**kwargs)
+        x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+        if len(x) != len(y) or len(x) < 2 or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+            raise ValueError(f"x, y: {len(x)} and {len(y)} knots; expected equal numbers (at least 2) of finite values")
+        if not np.all(np.diff(x) > 0): raise ValueError("x: the knots are not strictly increasing; expected sorted distinct values")
+        self.x, self.y = [float(v) for v in x], [float(v) for v in y]
+    def build(self, shape):
+        # fixed weights, not constants: they are saved with the model and part of its version (rtb_dcn.export.model_version)
+        x, y = np.asarray(self.x), np.asarray(self.y)
+        for name, v in (('lo', x[:-1]), ('width', np.diff(x)), ('slope', np.diff(y) / np.diff(x)), ('y0', y[:1])):
+            setattr(self, name, self.add_weight(shape=v.shape, initializer=keras.initializers.Constant(v.astype('float32')),
+                                                trainable=False, name=name))
+    def call(self, p):
+        t = ops.minimum(ops.maximum(p - self.lo, 0.0), self.width)         # [batch, K]: how far into each segment
+        return self.y0 + ops.sum(t * self.slope, axis=-1, keepdims=True)
+    def compute_output_shape(self, shape): return shape
+    def get_config(self): return {**super().get_config(), 'x': self.x, 'y': self.y}
+
+def isotonic_model(model: keras.Model,            # inputs (cat_ids, dense) -> pctr [batch, 1]
+                   x: Sequence[float], y: Sequence[float],   # knots from `rtb_dcn.tune.fit_isotonic`
+                   name: str | None = None) -> keras.Model:
+    "ONE Keras model: `model`'s pCTR through the isotonic map with knots (`x`, `y`); output layer `pctr`."
+    F, D = (tuple(i.shape)[-1] for i in model.inputs)
+    cat_ids, dense = keras.Input((F,), dtype='int64', name='cat_ids'), keras.Input((D,), dtype='float32', name='dense')
+    pctr = PiecewiseLinear(x, y, name='pctr')(_member_copy(model, f'm0_{model.name}')([cat_ids, dense]))
+    return keras.Model([cat_ids, dense], pctr, name=name or f'{model.name}_isotonic')
 
 # %% ../nbs/04a_ensembles.ipynb #8fa8ec21
 def ensemble_runs(run_dirs: Sequence,            # run folders from `rtb-dcn train` on `data` (one feature layout)

@@ -188,22 +188,31 @@ def parity_inputs(spec,                  # the run's FeatureSpec
 
 # %% ../nbs/06_export.ipynb #d34801a9
 def run_calibration(run_dir) -> dict | None:
-    "The Platt scaling kept at training (calibration.json with applied true), else None."
+    "The calibration kept at training (calibration.json with applied true: Platt's a and b, or isotonic knots x and y), else None."
     f = Path(run_dir) / 'calibration.json'
     if not f.exists(): return None
     try: cal = json.loads(f.read_text())
     except ValueError: raise RtbError(f"{f}: not valid JSON; expected the calibration `rtb-dcn train` writes") from None
     if not cal.get('applied'): return None
-    if cal.get('method') != 'platt' or not all(isinstance(cal.get(k), (int, float)) for k in ('a', 'b')):
-        raise RtbError(f"{f}: method {cal.get('method')!r} with a={cal.get('a')!r}, b={cal.get('b')!r}; expected platt with numbers a and b")
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if cal.get('method') == 'isotonic':
+        x, y = cal.get('x'), cal.get('y')
+        if not (isinstance(x, list) and isinstance(y, list) and len(x) == len(y) >= 2 and all(map(num, x + y))
+                and all(b > a for a, b in zip(x, x[1:]))):
+            raise RtbError(f"{f}: isotonic knots x ({len(x) if isinstance(x, list) else x!r}) and y ({len(y) if isinstance(y, list) else y!r}) "
+                           f"are invalid; expected two equal-length lists of numbers (at least 2), x strictly increasing")
+        return cal
+    if cal.get('method') != 'platt' or not all(num(cal.get(k)) for k in ('a', 'b')):
+        raise RtbError(f"{f}: method {cal.get('method')!r} with a={cal.get('a')!r}, b={cal.get('b')!r}; expected platt with numbers a and b, or isotonic with knots x and y")
     return cal
 
 def serving_model(run):
     "The Keras model a run serves: model.keras, with the calibration chosen at training folded in as its last layer."
-    from rtb_dcn.ensembles import build_ensemble
+    from rtb_dcn.ensembles import build_ensemble, isotonic_model
     model = run.keras_model()
     cal = run_calibration(run.path)
     if not cal: return model
+    if cal['method'] == 'isotonic': return isotonic_model(model, cal['x'], cal['y'])
     return build_ensemble([model], 'learned', coef=[cal['a']], intercept=cal['b'], name=f'{model.name}_platt')
 
 # %% ../nbs/06_export.ipynb #28d526ea
@@ -302,7 +311,8 @@ def export_run(run_dir,                      # run folder with model.keras and i
             'saved_model': {'dir': 'saved_model', 'signature': info_sm['signature'], 'inputs': info_sm['inputs'], 'outputs': info_sm['outputs']},
             'parity': {'file': 'parity.json', 'max_abs_diff': report['max_abs_diff_worst'], 'rows': report['rows']}})
         cal = run_calibration(p)
-        if cal: spec.extra['calibration'] = {'file': 'calibration.json', 'method': cal['method'], 'a': cal['a'], 'b': cal['b']}
+        if cal: spec.extra['calibration'] = {'file': 'calibration.json', 'method': cal['method'],
+                                            **({'knots': len(cal['x'])} if cal['method'] == 'isotonic' else {'a': cal['a'], 'b': cal['b']})}
         else: spec.extra.pop('calibration', None)
         spec.save(p / 'input_spec.json')
         bar.update()

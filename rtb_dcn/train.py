@@ -48,7 +48,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(10, ge=1)
     patience: int = Field(2, ge=0)   # validations without a better validation logloss before stopping (best weights restored)
     eval_every: float = Field(1.0, gt=0, le=1)   # validate every this fraction of an epoch (0.5: twice an epoch); patience counts these
-    calibrate: Literal['none', 'platt'] = 'none'   # post-hoc calibration on the validation rows, kept only when it helps out of fold
+    calibrate: Literal['none', 'platt', 'isotonic'] = 'none'   # post-hoc calibration on the validation rows, kept only when it helps out of fold
     seed: int = 42
     format: Literal['criteo', 'avazu', 'ipinyou'] = 'criteo'
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -150,27 +150,36 @@ def fit_schedule(cfg: TrainConfig, n_train: int) -> dict:
                 steps_per_epoch=max(1, math.ceil(n_train * cfg.eval_every / cfg.batch_size)))
 
 # %% ../nbs/05_train.ipynb #41cc66bc
+_CALIBRATIONS = ('platt', 'isotonic')
+
+def _calibrator(method: str):
+    "(fit(labels, pctr) -> parameters, apply(pctr, parameters) -> pCTR, parameters -> calibration.json keys) of a method."
+    from rtb_dcn.tune import fit_platt, apply_platt, fit_isotonic, apply_isotonic
+    if method == 'platt': return fit_platt, apply_platt, lambda ab: dict(a=ab[0], b=ab[1])
+    if method == 'isotonic': return fit_isotonic, apply_isotonic, lambda xy: dict(x=xy[0], y=xy[1])
+    raise RtbError(f"calibrate: {method!r} is not a calibration; expected none, {' or '.join(_CALIBRATIONS)}")
+
 def choose_calibration(labels, pctr, method: str = 'platt', seed: int = 0) -> dict:
-    "Platt scaling fitted on (`labels`, `pctr`) and whether it lowers their logloss out of fold (two seeded halves)."
-    from rtb_dcn.tune import fit_platt, apply_platt
-    if method != 'platt': raise RtbError(f"calibrate: {method!r} is not a calibration; expected none or platt")
+    "Platt scaling or isotonic regression fitted on (`labels`, `pctr`) and whether it lowers their logloss out of fold (two seeded halves)."
+    fit, apply, keys = _calibrator(method)
     y, p = np.asarray(labels, dtype=np.float64).ravel(), np.asarray(pctr, dtype=np.float64).ravel()
-    ab = fit_platt(y, p)
+    par = fit(y, p)
     half = np.random.default_rng(seed).random(len(y)) < 0.5
     oof = p.copy()
     if y[half].sum() > 0 and y[~half].sum() > 0:
-        for m in (half, ~half): oof[~m] = apply_platt(p[~m], fit_platt(y[m], p[m]))
+        for m in (half, ~half): oof[~m] = apply(p[~m], fit(y[m], p[m]))
     ll = lambda q: ctr_metrics(y, q)['logloss']
     before, after_oof = ll(p), ll(oof)
-    return dict(method='platt', a=ab[0], b=ab[1], applied=bool(after_oof < before), rows=int(len(y)), clicks=int(y.sum()),
-                valid_logloss=dict(before=before, after_in_sample=ll(apply_platt(p, ab)), after_out_of_fold=after_oof))
+    return dict(method=method, **keys(par), applied=bool(after_oof < before), rows=int(len(y)), clicks=int(y.sum()),
+                valid_logloss=dict(before=before, after_in_sample=ll(apply(p, par)), after_out_of_fold=after_oof))
 
 def apply_calibration(pctr, cal: dict | None) -> np.ndarray:
     "pCTR after the calibration chosen at training (unchanged when there is none or it was not kept)."
-    from rtb_dcn.tune import apply_platt
     p = np.asarray(pctr)
     if not cal or not cal.get('applied'): return p
-    return apply_platt(p, (cal['a'], cal['b'])).astype(p.dtype if p.dtype.kind == 'f' else np.float64)
+    method = cal.get('method', 'platt')
+    par = (cal['a'], cal['b']) if method == 'platt' else (cal['x'], cal['y'])
+    return _calibrator(method)[1](p, par).astype(p.dtype if p.dtype.kind == 'f' else np.float64)
 
 # %% ../nbs/05_train.ipynb #c1653677
 def _progress():
@@ -338,7 +347,7 @@ def train_cli(
     batch_size: int = None,    # override: mini-batch size
     learning_rate: float = None,  # override: Adam learning rate
     eval_every: float = None,  # override: validate every this fraction of an epoch (0.5: twice), patience counts validations
-    calibrate: str = None,     # override: none | platt (fitted on the validation rows, kept when it helps out of fold; exported)
+    calibrate: str = None,     # override: none | platt | isotonic (fitted on the validation rows, kept when it helps out of fold; exported)
     seed: int = None,          # override: seed for splits, init and shuffling
     store_features: bool = False,  # override: add the point-in-time store features (user/context counts, CTR, recency)
     on_bad_lines: str = 'error',  # malformed rows: error | skip (skipped rows are counted)
@@ -362,5 +371,5 @@ def train_cli(
     print(f"train: done in {m['fit_seconds']:.0f}s, {m['epochs']} epoch(s), {m['rows_per_s']:.0f} rows/s; "
           f"test auc {m['auc']:.4f} logloss {m['logloss']:.5f} NE {m['normalized_entropy']:.4f} "
           f"calibration {m['calibration']:.3f}"
-          + (f" (Platt {'kept' if m['calibrate']['applied'] else 'not kept'}; uncalibrated {m['uncalibrated']['calibration']:.3f})" if 'calibrate' in m else '')
+          + (f" ({m['calibrate']['method'].capitalize()} {'kept' if m['calibrate']['applied'] else 'not kept'}; uncalibrated {m['uncalibrated']['calibration']:.3f})" if 'calibrate' in m else '')
           + f" -> {run_dir}")

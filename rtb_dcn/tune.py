@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from .config import RtbError
 
 # %% auto #0
-__all__ = ['NOT_SEARCHED', 'suggest', 'decile_calibration', 'fit_platt', 'apply_platt', 'tune']
+__all__ = ['NOT_SEARCHED', 'suggest', 'decile_calibration', 'fit_platt', 'apply_platt', 'fit_isotonic', 'apply_isotonic', 'tune']
 
 # %% ../nbs/25_tune.ipynb #c16492df
 NOT_SEARCHED = ('learning-rate schedule', 'kernel L2 of the dense layers')
@@ -65,6 +65,20 @@ def fit_platt(labels, pctr) -> tuple[float, float]:
 def apply_platt(pctr, ab: tuple[float, float]) -> np.ndarray:
     "Platt-scaled pCTR."
     return 1 / (1 + np.exp(-(ab[0] * _logit(pctr) + ab[1])))
+
+def fit_isotonic(labels, pctr, eps: float = 1e-6) -> tuple[list[float], list[float]]:
+    "Knots (x, y) of isotonic regression of the clicks on pCTR (scikit-learn's pool-adjacent-violators), outputs kept in [eps, 1 - eps]."
+    from sklearn.isotonic import IsotonicRegression
+    y, p = np.asarray(labels, dtype=np.float64).ravel(), np.asarray(pctr, dtype=np.float64).ravel()
+    if len(y) != len(p) or len(y) < 2: raise RtbError(f"pctr: {len(p)} values for {len(y)} labels; expected equal lengths of at least 2")
+    iso = IsotonicRegression(y_min=eps, y_max=1 - eps, increasing=True, out_of_bounds='clip').fit(p, y)
+    x, v = iso.X_thresholds_, iso.y_thresholds_
+    if len(x) < 2: x, v = np.array([0.0, 1.0]), np.repeat(v[:1] if len(v) else [y.mean()], 2)   # one pool: a constant
+    return [float(a) for a in x], [float(b) for b in v]
+
+def apply_isotonic(pctr, xy: tuple) -> np.ndarray:
+    "Isotonic-calibrated pCTR: linear between the knots, the end values outside them (what scikit-learn's `predict` gives)."
+    return np.interp(np.asarray(pctr, dtype=np.float64), np.asarray(xy[0], dtype=np.float64), np.asarray(xy[1], dtype=np.float64))
 
 # %% ../nbs/25_tune.ipynb #bc95bbbd
 def _run_trial(cfg, df, folder: Path) -> dict:
