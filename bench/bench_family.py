@@ -52,6 +52,21 @@ def ensemble_metrics(kept: dict, members: list[str], parts) -> dict:
     p = ens.predict(xt, batch_size=8192, verbose=0).ravel()
     return {**ctr_metrics(parts['test']['label'], p), 'coef': info['coef'], 'intercept': info['intercept'], 'members': members}
 
+DECILE_CLICKS, DECILE_BAND = 30, (0.9, 1.1)   # issue 19's calibration goal: every pCTR decile with >= 30 clicks within the band
+
+def served_pctr(run, test, cal) -> tuple[np.ndarray, np.ndarray]:
+    "(labels, pCTR as served) of the test rows: the run's model, then the calibration kept at training (if any)."
+    from rtb_dcn.train import predict, apply_calibration
+    y, p = predict(run.keras_model(), iter([test]), run.spec)
+    return y, apply_calibration(np.asarray(p, np.float64).ravel(), cal)
+
+def decile_band(y, p) -> dict:
+    "Deciles of pCTR with at least DECILE_CLICKS clicks (judged) and those whose mean pCTR / CTR lies in DECILE_BAND."
+    from rtb_dcn.tune import decile_calibration
+    t = decile_calibration(np.asarray(y), p)
+    j = t[t.clicks >= DECILE_CLICKS]
+    return dict(judged=int(len(j)), in_band=int(j.ratio.between(*DECILE_BAND).sum()), ratios=[round(float(v), 4) for v in t.ratio])
+
 def one(setting, seed: int, n: int, exps: dict, bound_Cs, ensembles=()) -> dict:
     "Oracle, bound and every experiment on one (setting, seed) data set; then each ensemble of experiments."
     from rtb_dcn.data import read_dataset, split_frame
@@ -74,11 +89,11 @@ def one(setting, seed: int, n: int, exps: dict, bound_Cs, ensembles=()) -> dict:
         cfg = cfg.model_copy(update=dict(seed=seed))
         with tempfile.TemporaryDirectory() as run:
             m = train(cfg, df, run, verbose=False)
-            if name in need:
-                from rtb_dcn.run import Run
-                kept[name] = (Run(run).keras_model(), Run(run).spec)
+            from rtb_dcn.run import Run
+            if name in need: kept[name] = (Run(run).keras_model(), Run(run).spec)
+            m['deciles'] = decile_band(*served_pctr(Run(run), parts['test'], m.get('calibrate')))
         out['models'][name] = {k: m[k] for k in ('logloss', 'auc', 'calibration', 'normalized_entropy', 'epochs', 'best_epoch',
-                                                 'fit_seconds', 'rows_per_s', 'evaluations', 'calibrate', 'uncalibrated') if k in m}
+                                                 'fit_seconds', 'rows_per_s', 'evaluations', 'calibrate', 'uncalibrated', 'deciles') if k in m}
         out['models'][name]['config_hash'] = cfg.hash()
         if 'uncalibrated' in m: out['models'][f'{name} (uncalibrated)'] = dict(m['uncalibrated'])   # the same model before Platt
     for e in ensembles: out['models']['+'.join(e)] = ensemble_metrics(kept, list(e), parts)
@@ -100,6 +115,8 @@ def summarise(runs: list[dict], models: list[str]) -> list[dict]:
             row['models'][m] = dict(logloss=med('logloss'), auc=med('auc'), gap_to_bound=med('gap_to_bound'),
                                     gaps=[r['models'][m]['gap_to_bound'] for r in rs], calibration=med('calibration'))
             if 'best_epoch' in rs[0]['models'][m]: row['models'][m].update(best_epoch=med('best_epoch'), epochs=med('epochs'))
+            if all('deciles' in r['models'][m] for r in rs):     # summed over seeds: deciles judged and in the band
+                row['models'][m]['deciles'] = {k: sum(r['models'][m]['deciles'][k] for r in rs) for k in ('judged', 'in_band')}
             if m not in ('oracle', 'bound'):
                 g = row['models'][m]['gap_to_bound']
                 row['models'][m].update(goal_met=bool(g <= GOAL_GAP), short_by=max(0.0, g - GOAL_GAP))
@@ -139,6 +156,13 @@ def write_md(res: dict, path: Path):
     for r in res['summary']:
         lines.append(f"- {r['setting']}: " + '; '.join(f"{m} {v['calibration']:.3f}" + (f" (best epoch {v['best_epoch']:g} of {v['epochs']:g})" if 'best_epoch' in v else '')
                                                       for m, v in r['models'].items() if m != 'oracle'))
+    if any('deciles' in v for r in res['summary'] for v in r['models'].values()):
+        lines += ['', f"Calibration by pCTR decile (the test rows in ten equal groups by pCTR as served; a decile is judged when it holds "
+                      f">= {DECILE_CLICKS} clicks and passes when mean pCTR / CTR is within [{DECILE_BAND[0]}, {DECILE_BAND[1]}]): "
+                      f"deciles in the band / judged, over the seeds:", '']
+        for r in res['summary']:
+            lines.append(f"- {r['setting']}: " + '; '.join(f"{m} {v['deciles']['in_band']}/{v['deciles']['judged']}"
+                                                          for m, v in r['models'].items() if 'deciles' in v))
     if res.get('notes'): lines += ['', '## Why', '', res['notes']]
     path.write_text('\n'.join(lines) + '\n')
 
@@ -199,7 +223,7 @@ def main():
                experiments={**{k: dict(source=sources[k], config=c.flat(), config_hash=c.hash()) for k, c in exps.items()},
                             **{'+'.join(e): dict(source='learned fusion of ' + ' and '.join(e) + ' (rtb_dcn.ensembles.fit_ensemble on the validation rows)')
                                for e in ensembles},
-                            **{f'{k} (uncalibrated)': dict(source=f'{k} before its Platt scaling') for k, c in exps.items() if c.calibrate != 'none'}},
+                            **{f'{k} (uncalibrated)': dict(source=f'{k} before its {c.calibrate} calibration') for k, c in exps.items() if c.calibrate != 'none'}},
                bound_C_grid=list(Cs), machine=machine(), seconds=time.time() - t0, summary=summary, runs=runs)
     out = write_json(f'{a.out}.json', res)
     write_md(res, OUT / f'{a.out}.md')
