@@ -15,7 +15,7 @@ import rtb_dcn.layers  # registers the custom layers members are made of
 
 # %% auto #0
 __all__ = ['FUSIONS', 'EPS', 'member_predictions', 'fuse', 'fit_weights', 'fit_learned', 'ProbLogit', 'build_ensemble',
-           'fit_ensemble', 'PiecewiseLinear', 'isotonic_model', 'ensemble_runs', 'ensemble_cli']
+           'fit_ensemble', 'PiecewiseLinear', 'isotonic_model', 'ensemble_runs']
 
 # %% ../nbs/04a_ensembles.ipynb #3e4e5d08
 FUSIONS = ('mean', 'weighted', 'learned')
