@@ -121,7 +121,8 @@ def workers(rows: int, experiment: str = 'DCN_default') -> dict:
     if not (shards / 'manifest.json').exists():
         timed([VENV_BIN / 'rtb-dcn', 'prepare', src, '--out', shards, '--nrows', rows])
     base = [VENV_BIN / 'rtb-dcn', 'train', shards, '--experiment', experiment, '--epochs', 1, '--seed', 42]
-    out = {}
+    out = dict(shard_bytes_per_row=round(sum(f.stat().st_size for f in shards.rglob('*.parquet'))
+                                         / json.loads((shards / 'manifest.json').read_text())['rows'], 1))
     t = timed([*base, '--run', RUNS / 'scale_w1'])
     m = json.loads((RUNS / 'scale_w1' / 'metrics.json').read_text())
     out['1_worker'] = dict(wall_s=t['wall_s'], peak_rss_mb=t['peak_rss_mb'], fit_rows_per_s=round(m['rows_per_s'], 1),
@@ -164,19 +165,24 @@ CRITEO_KAGGLE_ROWS, CRITEO_1TB_ROWS = 45_840_617, 4_373_472_329   # rows of the 
 GZIP_DAY_FILES = 24  # Criteo 1TB ships as day_0.gz .. day_23.gz: a gzip file is one Spark task (it cannot be entered mid-stream)
 
 
-def recipe() -> dict:
-    "The full-Criteo and Criteo-1TB recipe from the measured rates (each derived number carries its inputs)."
+def recipe(from_rows: int | None = None) -> dict:
+    "The full-Criteo and Criteo-1TB recipe from the measured rates at `from_rows` (default: the largest size measured); each derived number carries its inputs."
     enc = json.loads((OUT / 'scale_encode.json').read_text())['results']
+    from_rows = from_rows or max(x['rows'] for x in enc)
+    if not any(r['rows'] == from_rows for r in enc): raise SystemExit(f"--recipe-rows {from_rows}: no encode run of that size in scale_encode.json")
     wk = json.loads((OUT / 'scale_workers.json').read_text())
     tff = json.loads((OUT / 'train_from_file.json').read_text())
-    by = {(r['engine'], r['master']): r for r in enc if r['rows'] == max(x['rows'] for x in enc)}
+    by = {(r['engine'], r['master']): r for r in enc if r['rows'] == from_rows}
     r1, r2, rl = by[('spark', 'local[1]')], by[('spark', 'local[2]')], by[('local', None)]
     per_core = r1['rows_per_s']                              # Spark rows/s per core, JVM start included (pessimistic)
     eff = r2['rows_per_s'] / (2 * r1['rows_per_s'])         # measured 1 -> 2 core efficiency, assumed to hold per core
     train_rate = tff['after_cache']['fit_rows_per_s']        # DCN_default, one 2-core worker, epochs from the encoded cache
     sh = RUNS / f"scale_train_shards_{wk['rows']}"           # the workers section's shard folder: measured bytes per row
-    bpr = sum(f.stat().st_size for f in sh.rglob('*.parquet')) / json.loads((sh / 'manifest.json').read_text())['rows']
-    out = dict(inputs=dict(spark_rows_per_s_1_core=per_core, spark_rows_per_s_2_cores=r2['rows_per_s'],
+    if (sh / 'manifest.json').exists(): bpr = sum(f.stat().st_size for f in sh.rglob('*.parquet')) / json.loads((sh / 'manifest.json').read_text())['rows']
+    elif 'shard_bytes_per_row' in wk: bpr = wk['shard_bytes_per_row']                 # recorded by the workers section
+    elif (OUT / 'scale.json').exists(): bpr = json.loads((OUT / 'scale.json').read_text())['recipe']['inputs']['shard_bytes_per_row']   # as measured when the recipe was last made
+    else: raise SystemExit(f"{sh}: missing; run --only workers first (it writes the shard folder whose bytes per row the recipe uses)")
+    out = dict(inputs=dict(encode_rows=from_rows, spark_rows_per_s_1_core=per_core, spark_rows_per_s_2_cores=r2['rows_per_s'],
                            spark_core_efficiency_2=round(eff, 3), local_arrow_rows_per_s=rl['rows_per_s'],
                            train_rows_per_s_one_2core_worker=train_rate, workers_2_over_1_same_machine=wk['scaling_2_over_1'],
                            embedding_params_measured=wk['embedding_params'], shard_bytes_per_row=round(bpr, 1),
@@ -208,7 +214,9 @@ def recipe() -> dict:
 
 def write_report(res: dict) -> None:
     enc, wk, rc = res['encode'], res['workers'], res['recipe']
-    def by(d): m = d['machine']; return f"`{d['command']}` (load average {m['load_avg_at_start']:.1f} -> {m['load_avg_at_end']:.1f})"
+    def by(d):
+        m = d['machine']; cmds = [c for c in d.get('commands') or [d['command']] if c]
+        return ' and '.join(f"`{c}`" for c in cmds) + f" (the last: load average {m['load_avg_at_start']:.1f} -> {m['load_avg_at_end']:.1f})"
     measured = sorted({r['rows'] for r in enc['results']})
     L = ['# Scale-out: Spark encode, multi-worker training, and the full-Criteo recipe', '',
          f"On {res['machine']['cpus']} shared cores. Encode measured by {by(enc)} on {', '.join(f'{n:,}' for n in measured)} rows "
@@ -223,6 +231,7 @@ def write_report(res: dict) -> None:
         load = f"{r['load_1m_at_start']:.1f}" if 'load_1m_at_start' in r else '-'
         L.append(f"| {r['rows']:,} | {r['engine']} {r['master'] or '(Arrow, 1 process)'} | {r['wall_s']:.0f} | {r['rows_per_s']:,.0f} "
                  f"| {r['peak_rss_mb_driver']:,.0f} | {load} | {stages} |")
+    if enc.get('notes'): L += ['', enc['notes']]     # how a run was made, added to scale_encode.json by hand (e.g. its machine's other load)
     if 20_000_000 not in measured:
         top = [r for r in enc['results'] if r['rows'] == measured[-1]]
         mins = [20e6 / r['rows_per_s'] / 60 for r in top]
@@ -276,6 +285,7 @@ def main():
     ap.add_argument('--epochs', type=int, default=3, help='train_from_file: --epochs')
     ap.add_argument('--encode-rows', default='1000000,5000000', help='encode: comma-separated row counts (FULL=1 adds 20000000)')
     ap.add_argument('--add', action='store_true', help='encode: add these sizes to the recorded scale_encode.json instead of replacing it')
+    ap.add_argument('--recipe-rows', type=int, default=None, help='report: the encode size whose rates the recipe uses (default: the largest measured)')
     ap.add_argument('--train-rows', type=int, default=200_000, help='workers: rows of the shard folder trained on')
     ap.add_argument('--child-prepare', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -297,7 +307,7 @@ def main():
         write_json('scale_workers.json', dict(**out['workers'], command=command(), machine=machine()))
     if 'report' in only or ('encode' in only and 'workers' in only):
         res = dict(encode=json.loads((OUT / 'scale_encode.json').read_text()), workers=json.loads((OUT / 'scale_workers.json').read_text()))
-        res.update(recipe=recipe(), command=command(), machine=machine())
+        res.update(recipe=recipe(a.recipe_rows), command=command(), machine=machine())
         write_json('scale.json', res)
         write_report(res)
         log(f"scale: report/benchmarks/scale.md written")
