@@ -58,7 +58,7 @@ def feature_coverage(cat_ids) -> np.ndarray:
     if ids.ndim != 2: raise RtbError(f"cat_ids: shape {ids.shape} is invalid; expected [rows, categorical fields]")
     F = ids.shape[1]
     if F == 0: return np.ones(len(ids))
-    if len(ids) <= 4: return np.array([sum(v >= FIRST_ID for v in r) / F for r in ids.tolist()])   # a request's imps: 3x faster than numpy
+    if len(ids) <= 4: return np.array([len([v for v in r if v >= FIRST_ID]) / F for r in ids.tolist()])   # a request's imps: faster than numpy
     return np.count_nonzero(ids >= FIRST_ID, axis=1) / F
 
 # %% ../nbs/14a_bidflow.ipynb #c03ac956

@@ -292,39 +292,40 @@ def request_format(req: BidRequest | Mapping, default: str = 'ipinyou') -> str:
 def bid_request_to_record(req: BidRequest | Mapping, imp: Imp | Mapping | None = None, spec=None,
                           fmt: str | None = None, now: datetime | None = None) -> dict:
     "The raw feature record (what `FeatureSpec.encode_record` takes) of request `req` and its `imp` (default: the first)."
-    from rtb_dcn.data import SCHEMAS
     if isinstance(req, Mapping): req = parse_bid_request(req)
     imp = req.imp[0] if imp is None else (Imp.model_validate(imp) if isinstance(imp, Mapping) else imp)
     fmt = fmt or (spec.fmt if spec is not None and spec.fmt else request_format(req))
     if fmt not in SCHEMAS: raise RtbError(f"format: {fmt!r} is not a known format; expected one of {', '.join(SCHEMAS)}")
     s = SCHEMAS[fmt]
     if fmt == 'ipinyou':
-        iext = _get(imp, 'ext', NS) or _NO_IMP_EXT
-        rext = _get(req, 'ext', NS, 'ipinyou') or _NO_REQ_EXT
+        # plain attribute access: `req` and `imp` are models here (a Mapping was parsed above); ~15 us less than _get
+        ie, re_ = imp.ext, req.ext
+        iext = (ie.rtb_dcn if ie is not None else None) or _NO_IMP_EXT
+        rext = (re_.rtb_dcn.ipinyou if re_ is not None and re_.rtb_dcn is not None else None) or _NO_REQ_EXT
         wd, hh = rext.weekday, rext.hour
         if wd is None or hh is None:          # not carried by the request: the time of the auction
             now = now or datetime.now()
             wd, hh = (now.strftime('%w') if wd is None else wd), (now.strftime('%H') if hh is None else hh)
-        ua = _get(req, 'device', 'ua')
+        dev, site, app, banner = req.device, req.site, req.app, imp.banner
+        geo = dev.geo if dev is not None else None
+        ua = dev.ua if dev is not None else None
         rec = {'weekday': _s(wd), 'hour': _s(hh),
-               'useragent': ua, 'IP': _get(req, 'device', 'ip'),
-               'region': _get(req, 'device', 'geo', 'region'), 'city': _get(req, 'device', 'geo', 'city'),
+               'useragent': ua, 'IP': dev.ip if dev is not None else None,
+               'region': geo.region if geo is not None else None, 'city': geo.city if geo is not None else None,
                'adexchange': _s(rext.adexchange),
-               'domain': _get(req, 'site', 'domain') or _get(req, 'app', 'bundle'),
-               'url': _get(req, 'site', 'page'), 'urlid': _s(rext.urlid), 'slotid': imp.tagid,
-               'slotwidth': _s(_get(imp, 'banner', 'w') if iext.slotwidth is None else iext.slotwidth),
-               'slotheight': _s(_get(imp, 'banner', 'h') if iext.slotheight is None else iext.slotheight),
+               'domain': (site.domain if site is not None else None) or (app.bundle if app is not None else None),
+               'url': site.page if site is not None else None, 'urlid': _s(rext.urlid), 'slotid': imp.tagid,
+               'slotwidth': _s((banner.w if banner is not None else None) if iext.slotwidth is None else iext.slotwidth),
+               'slotheight': _s((banner.h if banner is not None else None) if iext.slotheight is None else iext.slotheight),
                'slotvisibility': _s(iext.slotvisibility), 'slotformat': _s(iext.slotformat),
                'creative': _s(iext.creative), 'keypage': _s(iext.keypage),
-               'advertiser': _s(rext.advertiser), 'usertag': _get(req, 'user', 'keywords'),
+               'advertiser': _s(rext.advertiser), 'usertag': req.user.keywords if req.user is not None else None,
                'slotprice': None if imp.bidfloor is None else to_price_units(imp.bidfloor, PRICE_SCALE['ipinyou'])}
     else:
         vals = _get(req, 'ext', NS, fmt)           # a CriteoExt / AvazuExt: validated when the request was parsed
         vals = {} if vals is None else vals.__dict__
         rec = {k: vals.get(k) for k in (*s.dense, *s.categorical)}
-    if spec is not None:
-        names = [f.name for f in spec.cat_fields] + spec._dense_in
-        rec = {k: rec.get(k) for k in names}
+    if spec is not None: rec = {k: rec.get(k) for k in spec._cat_names + spec._dense_in}
     return rec
 
 # %% ../nbs/11_openrtb.ipynb #cd6be67d

@@ -107,6 +107,12 @@ class OnnxScorer:
         except Exception as e: raise ScorerError(f"onnx {self.path}: {_short(e)}") from None
         return np.asarray(out, np.float32).reshape(-1)
 
+    def score_encoded(self, ids: np.ndarray, x: np.ndarray) -> np.ndarray:
+        "`score` of what the run's own FeatureSpec encoder gives (int64 [n, F] ids in range, float32 [n, D]): no conversion, no range check (ONNX Runtime still refuses an id outside a table)."
+        try: out = self.session.run([self.output], {'cat_ids': ids, 'dense': x})[0]
+        except Exception as e: raise ScorerError(f"onnx {self.path}: {_short(e)}") from None
+        return out.reshape(-1)
+
     def __repr__(self): return f"OnnxScorer({str(self.path)!r}, threads={self.threads}, version={self.model_version!r})"
 
 # %% ../nbs/10_scoring.ipynb #e8d2eda7

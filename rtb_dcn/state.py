@@ -48,7 +48,12 @@ class ArmRuntime:
     def score_now(self, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         "(pCTR, feature coverage) scored here, on the calling thread: the inline path (`inline_rows`), nothing awaited."
         ids, dense = self.spec.encode_records(records)
-        return np.asarray(self.scorer.score(ids, dense), np.float32).reshape(-1), feature_coverage(ids)
+        return self._score_encoded(ids, dense), feature_coverage(ids)
+    @functools.cached_property
+    def _score_encoded(self):
+        "The scorer's `score_encoded` (the encoder's own arrays, no conversion) when it has one, else `score` as float32 [n]."
+        f = getattr(self.scorer, 'score_encoded', None)
+        return f if f is not None else lambda ids, dense: np.asarray(self.scorer.score(ids, dense), np.float32).reshape(-1)
     async def score(self, records: list[dict]) -> np.ndarray:
         "pCTR of raw records: encode (the training encoder) + score, off the event loop."
         return (await self.score_covered(records))[0]
