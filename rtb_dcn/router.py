@@ -29,13 +29,14 @@ from .bidflow import imp_records, record_features, decide_bids, feature_now
 from .state import RouterState, load_arm
 from .run import confine_run
 from .observability import request_id_var, setup_logging
+from .servers import FastPost, read_body, otel_option as _otel_option
 
 # %% auto #0
 __all__ = ['log', 'TIMED_OUT', 'State', 'NO_BID_HEADER', 'bidding', 'scoring', 'ops', 'admin', 'PredictRequest',
            'PredictResponse', 'WinNotice', 'ClickNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Overloaded',
-           'BidFastPath', 'Guard', 'next_bid_id', 'header_id', 'RawResponse', 'deadline_of', 'read_body', 'openrtb_bid',
-           'LossNotice', 'win_notice', 'loss_notice', 'click_notice', 'predict', 'healthz', 'readyz', 'metrics',
-           'admin_token', 'reload', 'create_app', 'app_from_env', 'SlowClientGuard', 'server_options']
+           'Guard', 'next_bid_id', 'header_id', 'RawResponse', 'deadline_of', 'openrtb_bid', 'LossNotice', 'win_notice',
+           'loss_notice', 'click_notice', 'predict', 'healthz', 'readyz', 'metrics', 'admin_token', 'reload',
+           'create_app', 'app_from_env', 'SlowClientGuard', 'server_options']
 
 # %% ../nbs/14_router.ipynb #df41b7dc
 log = logging.getLogger('rtb_dcn.router')
@@ -116,16 +117,6 @@ def _oversized(content_length: bytes | None, max_bytes: int) -> bool:
 # %% ../nbs/14_router.ipynb #f42fa2a5
 class Overloaded(Exception): pass
 TIMED_OUT = 'rtb_dcn.body_timeout'    # scope key SlowClientGuard sets on a request it answered 408 (its body timed out)
-
-class BidFastPath:
-    "ASGI middleware: POST `path` straight to `endpoint` (a Request -> Response coroutine), past Starlette's routing, its exception middleware and FastAPI's exit stack (~10 us a request); any other request to the app."
-    def __init__(self, app, path: str, endpoint):
-        self.app, self.path, self.endpoint = app, path, endpoint
-    async def __call__(self, scope, receive, send):
-        if scope['type'] == 'http' and scope['path'] == self.path and scope['method'] == 'POST' and not scope.get('root_path'):
-            response = await self.endpoint(Request(scope, receive, send))
-            return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
 
 class Guard:
     "ASGI middleware: body size limit (413), the cap on POST requests in flight (503 + Retry-After) and the catch-all (503, counted)."
@@ -296,19 +287,6 @@ _BID_ROUTE = dict(
 
 # %% ../nbs/14_router.ipynb #72f28af5
 bidding = APIRouter(tags=['bidding'])
-
-async def read_body(receive) -> bytes:
-    "The whole request body from ASGI `receive` (what `Request.body()` returns, without its stream machinery); `ClientDisconnect` if the client leaves."
-    msg = await receive()
-    if msg['type'] != 'http.request': raise ClientDisconnect()
-    body = msg.get('body', b'')
-    if not msg.get('more_body', False): return body         # the usual case: the body in one message
-    chunks = [body]
-    while msg.get('more_body', False):
-        msg = await receive()
-        if msg['type'] != 'http.request': raise ClientDisconnect()
-        chunks.append(msg.get('body', b''))
-    return b''.join(chunks)
 
 @bidding.post('/openrtb2/bid', **_BID_ROUTE)
 async def openrtb_bid(request: Request):
@@ -523,12 +501,6 @@ async def reload(request: Request, st: State):
     return {'status': 'reloaded', 'arms': {n: {'run': str(a.run_dir), 'model_version': a.version} for n, a in new.items()}}
 
 # %% ../nbs/14_router.ipynb #c92e5d35
-def _otel_option(on: bool) -> dict:
-    "FastAPI's `telemetry` argument (0.165+: native OpenTelemetry, checked on every request) switched off unless `on`; {} before 0.165."
-    import inspect
-    if on or 'telemetry' not in inspect.signature(FastAPI.__init__).parameters: return {}
-    return {'telemetry': {'tracing': False, 'metrics': False, 'logs': False}}
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     "The router app; loads the arms' models, the feature store and the A/B config from `settings`."
     from contextlib import asynccontextmanager
@@ -555,7 +527,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description='OpenRTB 2.6 bidder around a DCN CTR model: A/B arms, feature store, micro-batched scoring.')
     app.state.rt = st
     for r in (bidding, scoring, ops, admin): app.include_router(r)
-    # The hot path: POST /openrtb2/bid goes from Guard straight to `openrtb_bid` (BidFastPath, below), past the routing
+    # The hot path: POST /openrtb2/bid goes from Guard straight to `openrtb_bid` (FastPost, below), past the routing
     # and FastAPI's per-request dependency and response-model machinery (it takes only the Request and returns a
     # Response; its errors are its own 400s and 204s, and Guard's catch-all). The FastAPI route stays for the OpenAPI
     # document (/docs) and serves the endpoint behind a root path.
@@ -572,7 +544,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = _openapi
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
-    app.add_middleware(BidFastPath, path='/openrtb2/bid', endpoint=openrtb_bid)     # inside Guard: its limits apply
+    app.add_middleware(FastPost, endpoints={'/openrtb2/bid': openrtb_bid})     # inside Guard: its limits apply
     app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, state_getter=lambda: getattr(app.state, 'rt', None),
                        max_concurrent=s.max_concurrent_requests)
     return app

@@ -13,7 +13,7 @@ from .config import RtbError
 # %% auto #0
 __all__ = ['REDIS_INSTALL', 'AWS_TEST_ENV', 'free_port', 'find_executable', 'rtb_dcn_exe', 'check_health', 'Server',
            'redis_server', 'moto_server', 'kafka_broker', 'cli_flags', 'router_server', 'model_server',
-           'uvicorn_server', 'bare_app', 'no_content_app', 'bare_server']
+           'uvicorn_server', 'bare_app', 'no_content_app', 'bare_server', 'read_body', 'FastPost', 'otel_option']
 
 # %% ../nbs/00a_servers.ipynb #44c9cadf
 def free_port(host: str = '127.0.0.1') -> int:
@@ -264,3 +264,39 @@ def bare_server(workers: int = 1, **kw) -> Server:
     "`bare_app` under uvicorn with `workers` processes, named 'bare' (or 'bare-<n>w')."
     name = kw.pop('name', 'bare' if workers == 1 else f'bare-{workers}w')
     return uvicorn_server('rtb_dcn.servers:bare_app', factory=True, workers=workers, health='/healthz', name=name, **kw)
+
+# %% ../nbs/00a_servers.ipynb #f29a3969
+async def read_body(receive) -> bytes:
+    "The whole request body from ASGI `receive` (what `Request.body()` returns, without its stream machinery); `ClientDisconnect` if the client leaves."
+    from starlette.requests import ClientDisconnect
+    msg = await receive()
+    if msg['type'] != 'http.request': raise ClientDisconnect()
+    body = msg.get('body', b'')
+    if not msg.get('more_body', False): return body         # the usual case: the body in one message
+    chunks = [body]
+    while msg.get('more_body', False):
+        msg = await receive()
+        if msg['type'] != 'http.request': raise ClientDisconnect()
+        chunks.append(msg.get('body', b''))
+    return b''.join(chunks)
+
+class FastPost:
+    "ASGI middleware: a POST to one of the exact paths of `endpoints` ({path: async Request -> Response}) goes straight to its endpoint, past the routing, the exception middleware and FastAPI's dependencies; any other request to `app`."
+    def __init__(self, app, endpoints: dict):
+        from starlette.requests import Request
+        self.app, self.endpoints, self.request = app, dict(endpoints), Request
+    async def __call__(self, scope, receive, send):
+        if scope['type'] == 'http' and scope['method'] == 'POST' and not scope.get('root_path'):
+            endpoint = self.endpoints.get(scope['path'])
+            if endpoint is not None:
+                response = await endpoint(self.request(scope, receive, send))
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+def otel_option(on: bool) -> dict:
+    "FastAPI's `telemetry` argument (0.165+: native OpenTelemetry, checked on every request) switched off unless `on`; {} before 0.165."
+    import inspect
+    from fastapi import FastAPI
+    if on or 'telemetry' not in inspect.signature(FastAPI.__init__).parameters: return {}
+    return {'telemetry': {'tracing': False, 'metrics': False, 'logs': False}}
+
