@@ -1,7 +1,7 @@
 """CPU time per bid request of the router app, driven in-process over ASGI (no sockets, no uvicorn, no load generator):
 the most repeatable way on a shared 2-core machine to see what a change to the request path costs.
 
-    .venv/bin/python bench/bench_router_cpu.py [--run artifacts/demo_ipinyou] [--requests 3000] [--rounds 4] [--bid-log on|off] [--profile 25]
+    .venv/bin/python bench/bench_router_cpu.py [--run artifacts/demo_ipinyou] [--requests 3000] [--rounds 4] [--bid-log on|off] [--features on|off] [--profile 25]
 
 Replays the first 500 rows of the real iPinYou sample as OpenRTB requests through `create_app(settings)` one at a time,
 after 50 warm-up requests, and measures `time.process_time()` (every thread of the process: the event loop, the
@@ -90,13 +90,21 @@ def main():
     ap.add_argument('--bid-log', default='on', choices=('on', 'off'), help='write the bid log (to a temporary folder)')
     ap.add_argument('--profile', type=int, default=0, help='add a cProfile round of the router; record its top N functions')
     ap.add_argument('--out', default='router_cpu', help='report/benchmarks/<out>.json')
+    ap.add_argument('--features', default='on', choices=('on', 'off'),
+                    help="on: the in-process feature store bench_router.py serves with (200k rows of the synthetic iPinYou log)")
     a = ap.parse_args()
     from rtb_dcn.config import load_settings
     from rtb_dcn.router import create_app
     from rtb_dcn.servers import bare_app
     tmp = tempfile.mkdtemp(prefix='rtb_dcn-router-cpu-')
+    store = {}
+    if a.features == 'on':
+        from bench_router import synth_log
+        from rtb_dcn.featurestore import InProcessStore, load_features
+        fs = InProcessStore(); load_features(synth_log(Path(tmp)), 'ipinyou', fs, nrows=200_000)
+        store = dict(feature_store='inprocess', feature_store_path=str(fs.save(Path(tmp) / 'features.json')))
     s = load_settings(run_dir=a.run, bid_log=str(Path(tmp) / 'bids.jsonl') if a.bid_log == 'on' else 'off',
-                      artifacts_dir=str(Path(a.run).resolve().parent))
+                      artifacts_dir=str(Path(a.run).resolve().parent), **store)
     res = asyncio.run(measure({'router': create_app(s), 'bare': bare_app()}, bodies(), a.requests, a.rounds, a.profile))
     med = {k: statistics.median(r['cpu_us_per_request'] for r in res[k]) for k in ('router', 'bare')}
     ratio = round(med['router'] / med['bare'], 2)
@@ -104,7 +112,7 @@ def main():
     src = Path(rtb_dcn.__file__).parent.parent           # the code measured (a worktree when PYTHONPATH points at one)
     rev = subprocess.run(['git', '-C', str(src), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(['git', '-C', str(src), 'status', '--porcelain', '--', 'rtb_dcn'], capture_output=True, text=True).stdout.strip()
-    write_json(f'{a.out}.json', dict(command=command(), run=a.run, code_revision=rev + ('+changes' if dirty else ''), bid_log=a.bid_log, requests=a.requests,
+    write_json(f'{a.out}.json', dict(command=command(), run=a.run, code_revision=rev + ('+changes' if dirty else ''), bid_log=a.bid_log, features=a.features, requests=a.requests,
                                        what='CPU per request of the ASGI apps alone (no uvicorn, no sockets): the router and the bare FastAPI endpoint, interleaved',
                                        rounds=res['router'], bare_rounds=res['bare'],
                                        median_cpu_us_per_request=med['router'], bare_median_cpu_us_per_request=med['bare'],
