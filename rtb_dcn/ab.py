@@ -106,5 +106,6 @@ class Splitter:
         u = unit_hash(key, self.cfg.salt)
         return self.cfg.arms[int(np.searchsorted(self._edges, u, side='right'))]
     def assign_request(self, req, override: str | None = None) -> Arm:
+        if len(self.cfg.arms) == 1 and not (override and self.allow_override): return self.cfg.arms[0]   # no key to build
         d, u = req.device, req.user
         return self.assign(split_key(u.id if u else None, d.ip if d else None, d.ua if d else None, req.id), override)

@@ -241,14 +241,15 @@ def _answer(st: RouterState, req: BidRequest, art, records: list[dict], feats: l
         entry = {'ts': time.time(), 'request_id': rid, 'imp_id': imp.id, 'arm': arm, 'model_version': art.version, 'user': user,
                  'pctr': d.pctr, 'coverage': d.coverage, 'floor': imp.bidfloor, 'at': req.at, 'features': f, 'record': rec}
         if d.price is None:
-            reasons.append(d.reason); st.log_bid({**entry, 'status': 'no_bid', 'reason': d.reason}); continue
+            reasons.append(d.reason); entry['status'], entry['reason'] = 'no_bid', d.reason; st.log_bid(entry); continue
         bid_id = f'{rid}:{imp.id}'
         m_price.observe(d.price)
         crid = str(rec.get('creative') or f'{NS}-{arm}')
         ext = {'pctr': d.pctr, 'arm': arm} if art.version is None else {'pctr': d.pctr, 'arm': arm, 'model_version': art.version}
         bids.append({'id': bid_id, 'impid': imp.id, 'price': d.price, 'crid': crid, 'ext': ext})
         if d.capped: m.child(m.capped, arm, d.capped).inc()
-        st.log_bid({**entry, 'status': 'bid', 'price': d.price, 'bid_units': d.bid_units, 'capped': d.capped})
+        entry['status'], entry['price'], entry['bid_units'], entry['capped'] = 'bid', d.price, d.bid_units, d.capped
+        st.log_bid(entry)
     t4 = time.perf_counter(); m.stages['bid'].observe(t4 - t3); m.stages['total'].observe(t4 - t0)
     if not bids: return _no_bid(st, arm, reasons[0] if reasons else 'no_imp', rid)
     # the BidResponse encoded from plain dicts, field for field what BidResponse(...).model_dump_json(exclude_none=True)
@@ -300,7 +301,7 @@ async def openrtb_bid(request: Request):
     if len(req.imp) > s.max_imps: return _bad_input(st, OpenRtbError(f"imp: {len(req.imp)} imps are too many; expected at most {s.max_imps} (settings.max_imps)"))
     request_id_var.set(rid)
     deadline = deadline_of(t0, req.tmax, s)
-    try: arm_cfg = st.splitter.assign_request(req, request.headers.get(OVERRIDE_HEADER))
+    try: arm_cfg = st.splitter.assign_request(req, request.headers.get(OVERRIDE_HEADER) if st.splitter.allow_override else None)
     except RtbError as e: return _bad_input(st, e)
     art = st.arms[arm_cfg.name]          # this request keeps this runtime, whatever a reload does meanwhile
     arm = art.name
