@@ -13,7 +13,7 @@ Seed s means: the setting's world and rows drawn with seed s (rtb_dcn.synth.writ
 (setting, seed) sees the same seeded 80/10/10 split. `--extra tuned=report/tune/x/best.yaml:DCN_tuned` adds an
 experiment from another YAML under a short name; `--ensemble A+B` adds the learned fusion of experiments A and B
 (same feature layout) fitted on each data set's validation rows; `--merge a,b --out family` joins runs made over different
-settings into one report. Writes report/benchmarks/<out>.json and <out>.md.
+settings or seeds into one report. Writes report/benchmarks/<out>.json and <out>.md.
 """
 import argparse, json, os, statistics, sys, tempfile, time
 from pathlib import Path
@@ -167,13 +167,16 @@ def write_md(res: dict, path: Path):
     path.write_text('\n'.join(lines) + '\n')
 
 def merge(parts: list[dict], out: str):
-    "One report from several runs of this script over different settings (same experiments, seeds and mode)."
+    "One report from several runs of this script over different settings or seeds (same experiments and mode)."
     first = parts[0]
     for p in parts[1:]:
-        if (p['models'], p['seeds'], p['mode']) != (first['models'], first['seeds'], first['mode']):
-            raise SystemExit(f"--merge: {p['command']!r} ran other experiments, seeds or mode than {first['command']!r}")
+        if (p['models'], p['mode']) != (first['models'], first['mode']):
+            raise SystemExit(f"--merge: {p['command']!r} ran other experiments or mode than {first['command']!r}")
     runs = [r for p in parts for r in p['runs']]
-    res = {**first, 'command': ' && '.join(p['command'] for p in parts) + f" && {command()}", 'seconds': sum(p['seconds'] for p in parts),
+    seen = [(r['setting'], r['seed']) for r in runs]
+    if len(set(seen)) < len(seen): raise SystemExit(f"--merge: a (setting, seed) appears in two runs; expected each once")
+    res = {**first, 'seeds': sorted({s for p in parts for s in p['seeds']}),
+           'command': ' && '.join(p['command'] for p in parts) + f" && {command()}", 'seconds': sum(p['seconds'] for p in parts),
            'machine': [p['machine'] for p in parts], 'runs': runs, 'summary': summarise(runs, first['models'])}
     res.pop('notes', None)
     write_json(f'{out}.json', res); write_md(res, OUT / f'{out}.md')

@@ -36,7 +36,7 @@ __all__ = ['log', 'TIMED_OUT', 'State', 'NO_BID_HEADER', 'bidding', 'scoring', '
            'PredictResponse', 'WinNotice', 'ClickNotice', 'WinStats', 'ReloadRequest', 'BodyTooLarge', 'Overloaded',
            'Guard', 'next_bid_id', 'header_id', 'RawResponse', 'deadline_of', 'openrtb_bid', 'LossNotice', 'win_notice',
            'loss_notice', 'click_notice', 'predict', 'healthz', 'readyz', 'metrics', 'admin_token', 'reload',
-           'create_app', 'app_from_env', 'SlowClientGuard', 'server_options']
+           'RouterApp', 'create_app', 'app_from_env', 'SlowClientGuard', 'server_options']
 
 # %% ../nbs/14_router.ipynb #df41b7dc
 log = logging.getLogger('rtb_dcn.router')
@@ -502,6 +502,19 @@ async def reload(request: Request, st: State):
     return {'status': 'reloaded', 'arms': {n: {'run': str(a.run_dir), 'model_version': a.version} for n, a in new.items()}}
 
 # %% ../nbs/14_router.ipynb #c92e5d35
+class RouterApp(FastAPI):
+    "FastAPI with `front` (ASGI middleware factories, outermost first) ahead of its whole stack: the router's Guard and the bid path see a request before FastAPI's error, telemetry and body-limit middleware (~8 us less CPU a bid request)."
+    front: list = []
+    def build_middleware_stack(self):
+        app = super().build_middleware_stack()
+        for make in reversed(self.front): app = make(app)
+        return app
+
+async def _internal_error(request: Request, exc: Exception):
+    "FastAPI's last-resort handler: a 503 with one line, never a 500 (Guard, in front, counts and logs the error); Guard's own signals pass on to it."
+    if isinstance(exc, (BodyTooLarge, Overloaded, ClientDisconnect)): raise exc
+    return _json(503, f"internal: {type(exc).__name__}; the request was not served, retry later")
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     "The router app; loads the arms' models, the feature store and the A/B config from `settings`."
     from contextlib import asynccontextmanager
@@ -524,7 +537,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         background.cancel()
         await st.aclose()
-    app = FastAPI(title='rtb_dcn router', version=__version__, lifespan=lifespan, **_otel_option(s.otel),
+    app = RouterApp(title='rtb_dcn router', version=__version__, lifespan=lifespan, **_otel_option(s.otel),
                   description='OpenRTB 2.6 bidder around a DCN CTR model: A/B arms, feature store, micro-batched scoring.')
     app.state.rt = st
     for r in (bidding, scoring, ops, admin): app.include_router(r)
@@ -545,9 +558,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = _openapi
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
-    app.add_middleware(FastPost, endpoints={'/openrtb2/bid': openrtb_bid})     # inside Guard: its limits apply
-    app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, state_getter=lambda: getattr(app.state, 'rt', None),
-                       max_concurrent=s.max_concurrent_requests)
+    app.add_exception_handler(Exception, _internal_error)
+    # in front of everything: Guard (body limit, requests in flight, the catch-all), then the bid path (FastPost)
+    app.front = [functools.partial(Guard, max_body_bytes=s.max_body_bytes, state_getter=lambda: getattr(app.state, 'rt', None),
+                                   max_concurrent=s.max_concurrent_requests),
+                 functools.partial(FastPost, endpoints={'/openrtb2/bid': openrtb_bid})]
     return app
 
 def app_from_env() -> FastAPI:
